@@ -1,0 +1,26 @@
+"""lit_loraplus: LoRA+ fine-tuning for PyTorch Lightning and Hugging Face PEFT.
+
+LoRA+ (Hayou, Ghosh, Yu, ICML 2024, arXiv 2402.12354) trains the LoRA matrix B with a learning
+rate λ times A's. This package decides the learning rate of every trainable parameter
+(:mod:`lit_loraplus.groups`, :mod:`lit_loraplus.optim`), schedules λ on top of the learning
+rate (:mod:`lit_loraplus.schedule`), and wires both into Lightning.
+"""
+
+from lit_loraplus.groups import ROLES, ParamRole, parameter_roles
+from lit_loraplus.optim import configure_loraplus_optimizers, create_loraplus_optimizer, loraplus_param_groups
+from lit_loraplus.schedule import GroupMultiplier, LRSchedule, RatioSchedule, loraplus_scheduler
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ROLES",
+    "GroupMultiplier",
+    "LRSchedule",
+    "ParamRole",
+    "RatioSchedule",
+    "configure_loraplus_optimizers",
+    "create_loraplus_optimizer",
+    "loraplus_param_groups",
+    "loraplus_scheduler",
+    "parameter_roles",
+]
