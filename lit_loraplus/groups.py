@@ -32,7 +32,7 @@ from typing import Literal
 from peft.tuners.lora import LoraLayer
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
-from peft.utils import ModulesToSaveWrapper
+from peft.utils import ModulesToSaveWrapper, PeftType
 from torch import nn
 
 Role = Literal["lora_A", "lora_B", "embedding_A", "embedding_B", "magnitude", "saved", "tokens", "no_decay", "other"]
@@ -103,7 +103,9 @@ def check_lora_model(model: nn.Module) -> None:
     """
     peft_config = getattr(model, "peft_config", None)
     if isinstance(peft_config, dict):
-        bad = {name: str(cfg.peft_type) for name, cfg in peft_config.items() if str(cfg.peft_type) != "LORA"}
+        bad = {
+            name: PeftType(cfg.peft_type).value for name, cfg in peft_config.items() if cfg.peft_type != PeftType.LORA
+        }
         if bad:
             raise TypeError(
                 f"LoRA+ needs LoRA adapters, but the model has adapters of another PEFT type: {bad}. "

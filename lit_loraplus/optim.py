@@ -260,12 +260,8 @@ def create_loraplus_optimizer(
         The optimizer; its groups keep ``"name"`` and ``"role"``.
 
     Raises:
-        ValueError: As :func:`loraplus_param_groups`, or if ``optimizer_kwargs`` holds ``lr`` or
-            ``weight_decay`` (they are this function's own arguments).
+        ValueError: As :func:`loraplus_param_groups`.
     """
-    clash = sorted({"lr", "weight_decay", "params"} & optimizer_kwargs.keys())
-    if clash:
-        raise ValueError(f"Pass {clash} as this function's own arguments, not as optimizer keyword arguments.")
     groups = loraplus_param_groups(
         model,
         lr=lr,

@@ -31,7 +31,9 @@ CHAT_TEMPLATE = (
 def tiny_gpt2(seed: int = 0) -> GPT2LMHeadModel:
     """GPT-2 (Conv1D projections c_attn/c_proj/c_fc), hidden 32, 2 layers."""
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=HIDDEN, n_layer=2, n_head=2, n_positions=64))
+    return GPT2LMHeadModel(
+        GPT2Config(vocab_size=128, n_embd=HIDDEN, n_layer=2, n_head=2, n_positions=64, bos_token_id=0, eos_token_id=0)
+    )
 
 
 def tiny_roberta(num_labels: int = 3, seed: int = 0) -> RobertaForSequenceClassification:
