@@ -54,7 +54,7 @@ def _check_rate(name: str, value: float | None, problems: list[str], optional: b
         problems.append(f"`{name}={value!r}` must be a positive finite number.")
 
 
-def _validate(
+def validate_optimizer_settings(
     lr: float,
     ratio: float,
     weight_decay: float,
@@ -63,7 +63,20 @@ def _validate(
     magnitude_lr: float | None,
     compat: str | None,
 ) -> None:
-    """Collect every problem with the arguments and raise once."""
+    """Check the LoRA+ learning-rate settings; collect every problem and raise once.
+
+    Args:
+        lr: η.
+        ratio: λ (a warning when < 1).
+        weight_decay: Must be >= 0.
+        embedding_lr: Positive or None.
+        head_lr: Positive or None.
+        magnitude_lr: Positive or None.
+        compat: None or ``"peft"`` (which has no head_lr / magnitude_lr).
+
+    Raises:
+        ValueError: Listing every bad setting with its value and the fix.
+    """
     problems: list[str] = []
     _check_rate("lr", lr, problems)
     if not _positive(ratio):
@@ -154,7 +167,7 @@ def loraplus_param_groups(
         >>> groups = loraplus_param_groups(peft_model, lr=2e-4, ratio=16)  # doctest: +SKIP
         >>> torch.optim.AdamW(groups)  # doctest: +SKIP
     """
-    _validate(lr, ratio, weight_decay, embedding_lr, head_lr, magnitude_lr, compat)
+    validate_optimizer_settings(lr, ratio, weight_decay, embedding_lr, head_lr, magnitude_lr, compat)
     _check_model(model)
     if compat == "peft":
         groups = _peft_groups(model, lr, ratio, weight_decay, embedding_lr)

@@ -1,0 +1,127 @@
+"""``lit-loraplus``: LightningCLI for LoraPlusModule, plus ``export``.
+
+    lit-loraplus fit --config configs/trainer.yaml --config configs/quickstart.yaml
+    lit-loraplus validate --config ... --ckpt_path last
+    lit-loraplus export --ckpt_path runs/x/checkpoints/last.ckpt --output_dir adapter/ [--merge true]
+
+The model states its name once: it is linked to the data module's tokenizer; the data module's
+``task``, ``num_labels``, ``id2label`` and ``metrics`` are linked to the model. The optimizer is
+``model.optimizer`` (a callable given the LoRA+ groups); a top-level ``optimizer:`` or
+``lr_scheduler:`` — which plain LightningCLI would turn into one group over all parameters,
+silently dropping LoRA+ — is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from typing_extensions import override
+
+from lit_loraplus.checkpoint import AdapterCheckpoint
+from lit_loraplus.data.base import TokenizedDataModule
+from lit_loraplus.module import LoraPlusModule
+
+
+class ConfigError(ValueError):
+    """A configuration the CLI refuses before anything is built or trained."""
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Save ``config.yaml`` as LightningCLI does, and send the whole config to the logger (W&B, ...)."""
+
+    @override
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"config": self.config.as_dict()})
+
+
+class LoraPlusCLI(LightningCLI):
+    """LightningCLI wired for LoRA+: links, refusal of top-level optimizers, strict ``--ckpt_path last``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("subclass_mode_data", True)
+        # Our own optimizer handling: LightningCLI's would replace the LoRA+ groups.
+        kwargs.setdefault("auto_configure_optimizers", False)
+        super().__init__(LoraPlusModule, TokenizedDataModule, *args, **kwargs)
+
+    @override
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.model", "data.init_args.tokenizer")
+        for attribute in ("task", "num_labels", "id2label", "metrics"):
+            parser.link_arguments(f"data.{attribute}", f"model.{attribute}", apply_on="instantiate")
+        # Accepted only to be refused with a useful message (see before_instantiate_classes).
+        for key in ("optimizer", "lr_scheduler"):
+            parser.add_argument(
+                f"--{key}", type=dict | str | None, default=None, help="Not supported: see --model.optimizer."
+            )
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for key in ("optimizer", "lr_scheduler"):
+            if config.get(key) is not None:
+                raise ConfigError(
+                    f"A top-level `{key}:` ({config.get(key)!r}) would replace LoRA+'s parameter groups with a single "
+                    f"group over all parameters. Remove it and set `model.optimizer` (class_path/init_args without lr "
+                    "or weight_decay) and the schedule with `model.lr_schedule`, `model.warmup_steps`, "
+                    "`model.ratio_schedule`."
+                )
+
+    def _check_ckpt_path(self) -> None:
+        config = self.config[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        folders = [AdapterCheckpoint.folder(cb, self.trainer) for cb in self.trainer.checkpoint_callbacks]
+        if not any(os.path.exists(os.path.join(f, "last.ckpt")) for f in folders):
+            where = folders or "any folder (the trainer has no checkpoint callback)"
+            raise ConfigError(
+                f"`--ckpt_path last` found no last.ckpt in {where}. "
+                "Start without --ckpt_path, pass a checkpoint file, or point the checkpoint callback's `dirpath` "
+                "at the run's folder."
+            )
+
+    def before_fit(self) -> None:
+        """Refuse ``--ckpt_path last`` when there is nothing to resume (Lightning would start over)."""
+        self._check_ckpt_path()
+
+    def before_validate(self) -> None:
+        """As :meth:`before_fit`."""
+        self._check_ckpt_path()
+
+    def before_test(self) -> None:
+        """As :meth:`before_fit`."""
+        self._check_ckpt_path()
+
+    def before_predict(self) -> None:
+        """As :meth:`before_fit`."""
+        self._check_ckpt_path()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``lit-loraplus``: ``export`` is ours, every other subcommand LightningCLI's.
+
+    Args:
+        args: Command-line arguments (default ``sys.argv[1:]``).
+    """
+    args = sys.argv[1:] if args is None else args
+    if args and args[0] == "export":
+        from jsonargparse import auto_cli
+
+        from lit_loraplus.export import export_checkpoint
+
+        auto_cli(export_checkpoint, args=args[1:])
+        return
+    try:
+        LoraPlusCLI(args=args)
+    except ConfigError as err:
+        sys.exit(f"lit-loraplus: error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Export: PEFT-format adapters (loadable with plain ``PeftModel.from_pretrained``) or merged models.
+
+Besides PEFT's ``adapter_config.json`` and ``adapter_model.safetensors``, an export carries
+``loraplus.json``: the LoRA+ settings (λ, learning rates, schedules, init) and the optimizer
+groups the run trained with, so a reader of the adapter knows how it was made.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lit_loraplus.optim import loraplus_param_groups
+
+SETTINGS_FILE = "loraplus.json"
+_SETTINGS = (
+    "task", "lr", "ratio", "ratio_schedule", "ratio_warmup_steps", "initial_ratio", "lr_schedule", "warmup_steps",
+    "min_lr_ratio", "weight_decay", "embedding_lr", "head_lr", "magnitude_lr", "init", "r", "alpha", "dropout",
+    "target_modules", "use_rslora", "use_dora", "bias", "modules_to_save", "optimizer_repr",
+)  # fmt: skip
+
+
+def loraplus_settings(module: nn.Module) -> dict[str, Any]:
+    """The LoRA+ settings and optimizer groups of a LoraPlusModule, JSON-ready.
+
+    Args:
+        module: A built LoraPlusModule.
+
+    Returns:
+        ``{"settings": {...}, "groups": [{"name", "role", "lr", "weight_decay", "parameters", "numel"}]}``.
+    """
+    from lit_loraplus import __version__
+
+    h = module.hparams
+    groups = loraplus_param_groups(
+        module.model,
+        lr=h.lr,
+        ratio=h.ratio,
+        weight_decay=h.weight_decay,
+        embedding_lr=h.embedding_lr,
+        head_lr=h.head_lr,
+        magnitude_lr=h.magnitude_lr,
+    )
+    return {
+        "lit_loraplus_version": __version__,
+        "settings": {k: h.get(k) for k in _SETTINGS},
+        "groups": [
+            {
+                "name": g["name"],
+                "role": g["role"],
+                "lr": g["lr"],
+                "weight_decay": g["weight_decay"],
+                "parameters": len(g["params"]),
+                "numel": sum(p.numel() for p in g["params"]),
+            }
+            for g in groups
+        ],
+    }
+
+
+def save_adapter(module: nn.Module, directory: str | Path, merge: bool = False) -> Path:
+    """Write a LoraPlusModule's adapter in PEFT format, or the merged full model.
+
+    Args:
+        module: A built LoraPlusModule.
+        directory: Output folder (created).
+        merge: Save ``merge_and_unload()`` of a copy (the module keeps its adapter) as a plain
+            transformers model instead of the adapter.
+
+    Returns:
+        The folder.
+
+    Raises:
+        RuntimeError: If the module's model is not built yet.
+    """
+    if module.model is None:
+        raise RuntimeError("The model is not built yet: call `module.configure_model()` or train first.")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    if merge:
+        copy.deepcopy(module.model).merge_and_unload().save_pretrained(out)
+    else:
+        module.model.save_pretrained(out)
+    (out / SETTINGS_FILE).write_text(json.dumps(loraplus_settings(module), indent=2, default=str) + "\n")
+    return out
+
+
+def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, merge: bool = False) -> Path:
+    """Export the adapter (or merged model) of a LoraPlusModule Lightning checkpoint.
+
+    Args:
+        ckpt_path: A checkpoint written while training a LoraPlusModule.
+        output_dir: Output folder.
+        merge: Write the merged full model instead of the adapter.
+
+    Returns:
+        The folder.
+    """
+    from lit_loraplus.module import LoraPlusModule
+
+    module = LoraPlusModule.load_from_checkpoint(ckpt_path, map_location="cpu")
+    return save_adapter(module, output_dir, merge=merge)

@@ -1,0 +1,383 @@
+"""LoraPlusModule: fine-tune any Hugging Face transformers model with PEFT LoRA and LoRA+ groups.
+
+The module only wires: the model comes from :mod:`lit_loraplus.lora`, the optimizer groups and
+schedules from :mod:`lit_loraplus.optim`, the metrics from :mod:`lit_loraplus.metrics`, the
+checkpoint trimming from :mod:`lit_loraplus.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from peft import PeftModel
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lit_loraplus import checkpoint as ckpt
+from lit_loraplus.lora import (
+    TASKS,
+    Init,
+    Task,
+    apply_lora,
+    check_model_task,
+    enable_gradient_checkpointing,
+    init_loraplus_,
+    load_pretrained,
+)
+from lit_loraplus.metrics import CategoryAccuracy, build_metrics, default_metrics, token_statistics
+from lit_loraplus.optim import configure_loraplus_optimizers, validate_optimizer_settings
+from lit_loraplus.schedule import LRScheduleName, RatioScheduleName
+
+_MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def optimizer_overrides(optimizer: OptimizerCallable) -> dict[str, Any]:
+    """Learning-rate / weight-decay values a CLI-built optimizer callable sets away from its defaults.
+
+    LightningCLI turns ``model.optimizer.init_args`` into a ``functools.partial`` holding every init
+    argument. LoRA+ sets ``lr`` and ``weight_decay`` per group, so a value given there would be
+    silently overridden: we find it to refuse it.
+
+    Args:
+        optimizer: The optimizer class or callable.
+
+    Returns:
+        ``{name: value}`` for ``lr``/``weight_decay`` set to a non-default value.
+    """
+    import functools
+    import inspect
+
+    if not isinstance(optimizer, functools.partial):
+        return {}
+    cls = next((a for a in optimizer.args if isinstance(a, type)), optimizer.func)
+    try:
+        defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+    except (TypeError, ValueError):
+        return {}
+    return {k: v for k, v in optimizer.keywords.items() if k in ("lr", "weight_decay") and v != defaults.get(k)}
+
+
+class LoraPlusModule(L.LightningModule):
+    """Fine-tune a transformers model with LoRA adapters and LoRA+ learning rates (η_B = λ·η_A).
+
+    Args:
+        model: Hub id (``roberta-base``) or local directory; from Python also an ``nn.Module`` or a
+            ready ``PeftModel`` (then the LoRA settings below are not used).
+        task: ``sequence_classification`` or ``causal_lm``.
+        num_labels: Classes for sequence classification (1 = regression, e.g. STS-B). Linked from
+            the data module by the CLI.
+        id2label: Label names stored in the model config (linked from the data module).
+        metrics: Validation/test metrics (see :mod:`lit_loraplus.metrics`); default by task.
+        r: LoRA rank.
+        alpha: LoRA α; the update is scaled by α/r (α/√r with ``use_rslora``).
+        dropout: LoRA dropout on the adapter input.
+        target_modules: Module names to adapt (``["query", "value"]``); None = PEFT's default for
+            the architecture; ``"all-linear"`` = every linear layer but the head.
+        use_rslora: Rank-stabilised scaling α/√r.
+        use_dora: DoRA (weight-decomposed LoRA); magnitudes train at ``magnitude_lr``.
+        bias: ``none``, ``all`` or ``lora_only`` (which biases train).
+        modules_to_save: Modules trained fully (the classifier head is added automatically).
+        init: ``standard`` (PEFT: A random, B = 0) or ``loraplus`` (the paper's Init[2]: B
+            Kaiming-uniform, A = 0; embedding adapters unchanged; see ``init_loraplus_``).
+        adapter: A PEFT adapter directory to start from (its own r/α/targets apply).
+        lr: η, the peak learning rate of A.
+        ratio: λ = η_B/η_A. 16 (2^4) is the paper's choice under its init; under the standard init
+            it found 2^2-2^3 best on RoBERTa/GLUE and 2^1-2^2 on Llama-7b/MNLI.
+        ratio_schedule: ``constant`` or a ``linear``/``cosine`` ramp of λ from ``initial_ratio``.
+        ratio_warmup_steps: Length of the λ ramp.
+        initial_ratio: λ at the start of the ramp.
+        lr_schedule: ``constant``, ``linear`` (paper, GLUE) or ``cosine``.
+        warmup_steps: Linear learning-rate warm-up steps.
+        min_lr_ratio: Final learning rate as a fraction of each group's peak.
+        weight_decay: Decoupled weight decay (never on biases, norms, DoRA magnitudes, token deltas).
+        embedding_lr: Learning rate of embedding LoRA A and B (default ``lr``).
+        head_lr: Learning rate of ``modules_to_save`` copies, e.g. the head (default ``lr``).
+        magnitude_lr: Learning rate of DoRA magnitudes (default ``lr``).
+        gradient_checkpointing: Activation checkpointing (``use_reentrant=False``).
+        optimizer: Optimizer callable given the LoRA+ groups, e.g. AdamW with ``betas``/``eps``.
+            Its ``lr``/``weight_decay`` must stay unset: use ``lr``/``weight_decay`` above.
+        max_new_tokens: Tokens generated per prompt by ``predict`` for causal LMs.
+        model_kwargs: Extra ``from_pretrained`` arguments (``dtype``, ``gguf_file``, ...).
+
+    Raises:
+        ValueError: For bad settings, all listed at once, before any model is loaded.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module,
+        task: Task = "sequence_classification",
+        num_labels: int | None = None,
+        id2label: dict[int, str] | None = None,
+        metrics: list[str] | None = None,
+        r: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.05,
+        target_modules: list[str] | str | None = None,
+        use_rslora: bool = False,
+        use_dora: bool = False,
+        bias: Literal["none", "all", "lora_only"] = "none",
+        modules_to_save: list[str] | None = None,
+        init: Init = "standard",
+        adapter: str | None = None,
+        lr: float = 2e-4,
+        ratio: float = 16.0,
+        ratio_schedule: RatioScheduleName = "constant",
+        ratio_warmup_steps: int = 0,
+        initial_ratio: float = 1.0,
+        lr_schedule: LRScheduleName = "linear",
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.0,
+        weight_decay: float = 0.0,
+        embedding_lr: float | None = None,
+        head_lr: float | None = None,
+        magnitude_lr: float | None = None,
+        gradient_checkpointing: bool = False,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        max_new_tokens: int = 64,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self._check_settings(task, r, alpha, dropout, bias, init, adapter, optimizer)
+        validate_optimizer_settings(lr, ratio, weight_decay, embedding_lr, head_lr, magnitude_lr, None)
+        self.save_hyperparameters(ignore=["model", "optimizer"])
+        # Not init arguments of their own: load_from_checkpoint filters them out. A module instance cannot be
+        # stored; load_from_checkpoint(..., model=instance) supplies it again.
+        if isinstance(model, str):
+            self.hparams["model"] = model
+        else:
+            self.hparams["model_class"] = type(model).__name__
+        self.hparams["optimizer_repr"] = repr(optimizer)
+        self.optimizer = optimizer
+        self.strict_loading = False  # checkpoints hold trainable weights only; see on_load_checkpoint
+        self.model: PeftModel | None = None
+        self._source = model if isinstance(model, str) else None
+        self._rng_to_restore: dict[str, Any] | None = None
+        if isinstance(model, nn.Module):
+            self.model = self._wrap(model)
+
+    @staticmethod
+    def _check_settings(task, r, alpha, dropout, bias, init, adapter, optimizer) -> None:
+        problems = []
+        if task not in TASKS:
+            problems.append(f"`task={task!r}` is not one of {TASKS}.")
+        if not isinstance(r, int) or r < 1:
+            problems.append(f"`r={r!r}` must be a positive integer (the LoRA rank).")
+        if not alpha > 0:
+            problems.append(f"`alpha={alpha!r}` must be > 0.")
+        if not 0 <= dropout < 1:
+            problems.append(f"`dropout={dropout!r}` must be in [0, 1).")
+        if bias not in ("none", "all", "lora_only"):
+            problems.append(f"`bias={bias!r}` must be 'none', 'all' or 'lora_only'.")
+        if init not in ("standard", "loraplus"):
+            problems.append(f"`init={init!r}` must be 'standard' or 'loraplus'.")
+        elif init == "loraplus" and adapter is not None:
+            problems.append(
+                f"`init='loraplus'` re-initialises new adapters, but `adapter={adapter!r}` loads trained ones: "
+                "drop one of them."
+            )
+        for key, value in optimizer_overrides(optimizer).items():
+            problems.append(
+                f"`model.optimizer.init_args.{key}={value!r}` would be overridden by the LoRA+ groups: "
+                f"set `model.{key}` instead."
+            )
+        if problems:
+            raise ValueError("Invalid LoraPlusModule settings: " + " ".join(problems))
+
+    def _lora_config(self) -> dict[str, Any]:
+        h = self.hparams
+        return {
+            "r": h.r,
+            "lora_alpha": h.alpha,
+            "lora_dropout": h.dropout,
+            "target_modules": h.target_modules,
+            "use_rslora": h.use_rslora,
+            "use_dora": h.use_dora,
+            "bias": h.bias,
+            "modules_to_save": h.modules_to_save,
+        }
+
+    def _wrap(self, base: nn.Module) -> PeftModel:
+        """Check the base model, then add (or load) the adapter and initialise it."""
+        h = self.hparams
+        check_model_task(base, h.task)
+        if h.task == "sequence_classification" and h.num_labels is not None:
+            have = getattr(getattr(base, "config", None), "num_labels", h.num_labels)
+            if have != h.num_labels:
+                raise ValueError(
+                    f"`num_labels={h.num_labels}` but the model's head has {have} outputs: "
+                    "make them agree (the data module decides num_labels)."
+                )
+        if h.gradient_checkpointing:
+            enable_gradient_checkpointing(base)
+        if isinstance(base, PeftModel):
+            return base.train()
+        if h.adapter is not None:
+            return PeftModel.from_pretrained(base, h.adapter, is_trainable=True).train()
+        peft_model = apply_lora(base, h.task, self._lora_config())
+        if h.init == "loraplus":
+            init_loraplus_(peft_model)
+        return peft_model.train()
+
+    @override
+    def configure_model(self) -> None:
+        """Load and wrap the model (once), so strategies can build it under their own context."""
+        if self.model is None:
+            h = self.hparams
+            base = load_pretrained(self._source, h.task, h.num_labels, h.id2label, **(h.model_kwargs or {}))
+            self.model = self._wrap(base)
+        if not hasattr(self, "metric_sets"):
+            self.metric_sets = nn.ModuleDict()
+
+    def _metrics(self, stage: str, dataloader_idx: int) -> nn.ModuleDict:
+        """The metrics of one evaluation loader, created on first use (one set per loader)."""
+        key = f"{stage}_{dataloader_idx}"
+        if key not in self.metric_sets:
+            h = self.hparams
+            names = list(h.metrics or default_metrics(h.task, h.num_labels))
+            metrics = nn.ModuleDict(
+                dict(build_metrics([n for n in names if n != "mmlu_accuracy"], h.task, h.num_labels))
+            )
+            if "mmlu_accuracy" in names:
+                metrics["mmlu_accuracy"] = CategoryAccuracy(len(self._mmlu_categories()))
+            self.metric_sets[key] = metrics.to(self.device).train(self.training)
+        return self.metric_sets[key]
+
+    def _mmlu_categories(self) -> list[str]:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return list(getattr(datamodule, "categories", ["STEM", "humanities", "social sciences", "other"]))
+
+    def forward(self, **inputs: Tensor) -> Any:
+        """The PEFT model's forward (transformers outputs)."""
+        return self.model(**inputs)
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        # transformers 5 loads models in eval mode and Lightning keeps module modes; LoRA+ must train
+        # with dropout on, as the paper did.
+        self.model.train()
+
+    @override
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self(**{k: v for k, v in batch.items() if k in _MODEL_KEYS}).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
+        metrics = self._metrics(stage, dataloader_idx)
+        size = batch["input_ids"].shape[0]
+        if "choice_ids" in batch:  # MMLU: score the answer letters, no loss
+            from lit_loraplus.data.mmlu import score_mmlu_batch
+
+            logits = self(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            _, correct = score_mmlu_batch(logits, batch)
+            metrics["mmlu_accuracy"].update(correct, batch["category"])
+            return
+        out = self(**{k: v for k, v in batch.items() if k in _MODEL_KEYS})
+        self.log(f"{stage}/loss", out.loss, sync_dist=True, batch_size=size)
+        labels = batch["labels"]
+        if self.hparams.task == "causal_lm":
+            loss_sum, correct, tokens = token_statistics(out.logits, labels)
+            if "perplexity" in metrics:
+                metrics["perplexity"].update(loss_sum, tokens)
+            if "token_accuracy" in metrics:
+                metrics["token_accuracy"].update(correct / tokens.clamp(min=1), weight=tokens)
+        else:
+            logits = out.logits
+            preds = logits.squeeze(-1).float() if self.hparams.num_labels == 1 else logits.argmax(-1)
+            for metric in metrics.values():
+                metric.update(preds, labels)
+        self.log_dict({f"{stage}/{n}": m for n, m in metrics.items()}, on_epoch=True, on_step=False, batch_size=size)
+
+    def _log_mmlu(self, stage: str) -> None:
+        for key, metrics in self.metric_sets.items():
+            if key.startswith(stage) and "mmlu_accuracy" in metrics:
+                values = metrics["mmlu_accuracy"].compute()
+                names = self._mmlu_categories()
+                logged = {f"{stage}/mmlu_accuracy": values["all"]}
+                logged |= {f"{stage}/mmlu_accuracy/{names[int(i)]}": v for i, v in values.items() if i != "all"}
+                self.log_dict({k: v for k, v in logged.items() if not math.isnan(float(v))}, sync_dist=False)
+                metrics["mmlu_accuracy"].reset()
+
+    @override
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate("val", batch, dataloader_idx)
+
+    @override
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate("test", batch, dataloader_idx)
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        self._log_mmlu("val")
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self._log_mmlu("test")
+
+    @override
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
+        from lit_loraplus.predict import predict_rows
+
+        return predict_rows(self, batch)
+
+    @override
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError(
+                "The LoRA+ schedules need the run's length, but the trainer has no limit "
+                "(max_steps=-1 and max_epochs=-1): set `trainer.max_steps` or `trainer.max_epochs`."
+            )
+        return configure_loraplus_optimizers(
+            self.model,
+            self.optimizer,
+            lr=h.lr,
+            total_steps=max(1, int(total)),
+            ratio=h.ratio,
+            weight_decay=h.weight_decay,
+            embedding_lr=h.embedding_lr,
+            head_lr=h.head_lr,
+            magnitude_lr=h.magnitude_lr,
+            lr_schedule=h.lr_schedule,
+            warmup_steps=h.warmup_steps,
+            min_lr_ratio=h.min_lr_ratio,
+            ratio_schedule=h.ratio_schedule,
+            ratio_warmup_steps=h.ratio_warmup_steps,
+            initial_ratio=h.initial_ratio,
+        )
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = ckpt.trainable_state(self, checkpoint["state_dict"])
+        checkpoint[ckpt.RNG_KEY] = ckpt.rng_state()
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ckpt.check_trainable_keys(self, checkpoint["state_dict"])
+        self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Restore the generators saved with the checkpoint right before the first resumed step, so
+        # dropout draws the same numbers as in the uninterrupted run.
+        if self._rng_to_restore is not None:
+            ckpt.set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    def save_adapter(self, directory: str, merge: bool = False) -> None:
+        """Export the adapter in PEFT format (or, with ``merge``, the merged full model).
+
+        Args:
+            directory: Output folder: ``adapter_config.json`` + ``adapter_model.safetensors`` +
+                ``loraplus.json`` (λ, schedules, init, groups), or a full ``save_pretrained`` model.
+            merge: Merge the adapter into the base weights and save the whole model instead.
+        """
+        from lit_loraplus.export import save_adapter
+
+        save_adapter(self, directory, merge=merge)

@@ -1,0 +1,114 @@
+"""LoraPlusModule: train mode, groups through Lightning, metrics, settings errors."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger
+from peft import PeftModel
+from tiny_models import tiny_llama
+
+from lit_loraplus.data import GlueDataModule
+from lit_loraplus.module import LoraPlusModule, optimizer_overrides
+
+
+def trainer(tmp_path, **kwargs) -> L.Trainer:
+    settings = {
+        "max_steps": 2,
+        "logger": CSVLogger(tmp_path),
+        "log_every_n_steps": 1,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "limit_val_batches": 2,
+        "val_check_interval": 2,
+        "default_root_dir": tmp_path,
+    } | kwargs
+    return L.Trainer(**settings)
+
+
+class ModeProbe(Callback):
+    """Records whether every submodule is in train mode during training and eval mode during validation."""
+
+    def __init__(self) -> None:
+        self.train_modes: list[bool] = []
+        self.val_modes: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.train_modes.append(all(m.training for m in pl_module.modules()))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.val_modes.append(not any(m.training for m in pl_module.modules()))
+
+
+def test_fit_in_train_mode_on_a_from_pretrained_model(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """A model loaded with from_pretrained (which returns eval mode) trains with every module in train
+    mode (dropout on) and validates in eval mode; val metrics of SST-2 are logged."""
+    from transformers import AutoModelForSequenceClassification
+
+    assert not AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir).training  # the trap
+    data = GlueDataModule("sst2", str(tiny_bert_dir), data_dir=str(glue_dir), batch_size=4, train_subset=16)
+    module = LoraPlusModule(str(tiny_bert_dir), num_labels=data.num_labels, metrics=data.metrics, r=4)
+    probe = ModeProbe()
+    trainer(tmp_path, callbacks=[probe, LearningRateMonitor("step")]).fit(module, data)
+    assert probe.train_modes == [True, True]
+    assert probe.val_modes and all(probe.val_modes)
+    import csv
+
+    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
+    keys = {k for row in rows for k, v in row.items() if v}
+    assert {"train/loss", "val/loss", "val/accuracy", "lr-AdamW/lora_A", "lr-AdamW/lora_B"} <= keys
+    assert isinstance(module.model, PeftModel)
+
+
+def test_module_from_python_instance_and_init_loraplus() -> None:
+    """From Python, an nn.Module is wrapped at once; init='loraplus' gives B random and A = 0."""
+    module = LoraPlusModule(tiny_llama(), task="causal_lm", target_modules=["q_proj", "v_proj"], init="loraplus")
+    a = [p for n, p in module.named_parameters() if ".lora_A." in n]
+    b = [p for n, p in module.named_parameters() if ".lora_B." in n]
+    assert len(a) == len(b) == 4
+    assert all(torch.count_nonzero(p) == 0 for p in a)
+    assert all(torch.count_nonzero(p) == p.numel() for p in b)
+
+
+def test_task_not_matching_model() -> None:
+    """A causal LM given task='sequence_classification' is refused, naming both and the fix."""
+    with pytest.raises(
+        ValueError, match=r"`task='sequence_classification'` does not match the model: LlamaForCausalLM"
+    ):
+        LoraPlusModule(tiny_llama(), task="sequence_classification")
+
+
+def test_target_modules_matching_nothing_lists_candidates() -> None:
+    """target_modules that match nothing: the error lists the module names available."""
+    with pytest.raises(ValueError, match=r"`target_modules=\['qkv'\]` match no module.*'q_proj'.*'v_proj'"):
+        LoraPlusModule(tiny_llama(), task="causal_lm", target_modules=["qkv"])
+
+
+def test_hub_id_offline_says_how_to_use_a_local_folder(monkeypatch) -> None:
+    """A hub id without network: a clear error that says to pass a local directory."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    module = LoraPlusModule("some-org/not-cached-model")
+    with pytest.raises(ValueError, match=r"not a local directory .* HF_HUB_OFFLINE is set.*pass `model=DIR`"):
+        module.configure_model()
+
+
+def test_settings_errors_all_at_once() -> None:
+    """Bad module settings are all listed in one ValueError before any model is loaded."""
+    with pytest.raises(ValueError, match=r"(?s)`task='ner'`.*`r=0`.*`dropout=1.5`.*`init='xavier'`"):
+        LoraPlusModule("unused", task="ner", r=0, dropout=1.5, init="xavier")
+    with pytest.raises(ValueError, match=r"`init='loraplus'` re-initialises new adapters, but `adapter="):
+        LoraPlusModule("unused", init="loraplus", adapter="some/dir")
+
+
+def test_optimizer_lr_in_init_args_refused() -> None:
+    """An lr or weight_decay in the optimizer's init_args (which LoRA+ groups would override) is refused."""
+    cli_like = functools.partial(torch.optim.AdamW, lr=0.5, betas=(0.9, 0.99), weight_decay=0.01)
+    assert optimizer_overrides(cli_like) == {"lr": 0.5}
+    with pytest.raises(ValueError, match=r"`model.optimizer.init_args.lr=0.5` would be overridden.*set `model.lr`"):
+        LoraPlusModule("unused", optimizer=cli_like)
