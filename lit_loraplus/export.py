@@ -12,7 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+from lightning.pytorch.callbacks import Callback
 from torch import nn
+from typing_extensions import override
 
 from lit_loraplus.optim import loraplus_param_groups
 
@@ -104,3 +107,24 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, merge: bool
 
     module = LoraPlusModule.load_from_checkpoint(ckpt_path, map_location="cpu")
     return save_adapter(module, output_dir, merge=merge)
+
+
+class AdapterExport(Callback):
+    """Export the adapter in PEFT format when ``fit`` ends (global rank 0 only).
+
+    Args:
+        output_dir: Folder for ``adapter_config.json``, ``adapter_model.safetensors`` and ``loraplus.json``.
+        merge: Write the merged full model instead.
+
+    Example:
+        ``trainer: {callbacks: [{class_path: lit_loraplus.export.AdapterExport, init_args: {output_dir: out}}]}``
+    """
+
+    def __init__(self, output_dir: str, merge: bool = False) -> None:
+        self.output_dir = output_dir
+        self.merge = merge
+
+    @override
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            save_adapter(pl_module, self.output_dir, merge=self.merge)

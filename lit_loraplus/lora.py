@@ -57,6 +57,8 @@ def load_pretrained(
         auto = AutoModelForSequenceClassification
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
+            # A head saved for another label set is replaced by a fresh one (transformers reports it).
+            kwargs.setdefault("ignore_mismatched_sizes", True)
         if id2label:
             kwargs["id2label"] = {int(k): v for k, v in id2label.items()}
             kwargs["label2id"] = {v: int(k) for k, v in id2label.items()}
@@ -82,6 +84,10 @@ def load_pretrained(
             "Without network access, download the model elsewhere (`huggingface-cli download NAME --local-dir DIR`) "
             f"and pass `model=DIR`. Details: {err}"
         ) from err
+    if task == "sequence_classification" and getattr(model.config, "pad_token_id", None) is None:
+        # GPT-2/Llama classifiers find each row's last token through pad_token_id; their tokenizers
+        # pad with EOS (see lit_loraplus.data.base.load_tokenizer).
+        model.config.pad_token_id = model.config.eos_token_id
     return model.train()
 
 

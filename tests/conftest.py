@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import minilm_dir, save_tiny_bert, save_tiny_llama
+from tiny_models import minilm_dir, save_tiny_bert, save_tiny_gpt2, save_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
 # One setting locates the offline GLUE/MMLU files (never copied into the repo).
@@ -50,6 +50,12 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama + an offline-trained BPE tokenizer with a chat template, saved as a folder."""
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 + an offline-trained BPE tokenizer, saved as a folder."""
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 @pytest.fixture(scope="session")

