@@ -12,10 +12,21 @@ from lit_loraplus.schedule import GroupMultiplier, LRSchedule, RatioSchedule, lo
 
 __version__ = "0.1.0.dev0"
 
+
+def __getattr__(name: str) -> object:
+    """Import the Lightning-level classes on first use, so the pure core never pulls in Lightning."""
+    if name == "LoraPlusModule":
+        from lit_loraplus.module import LoraPlusModule
+
+        return LoraPlusModule
+    raise AttributeError(f"module 'lit_loraplus' has no attribute {name!r}")
+
+
 __all__ = [
     "ROLES",
     "GroupMultiplier",
     "LRSchedule",
+    "LoraPlusModule",
     "ParamRole",
     "RatioSchedule",
     "configure_loraplus_optimizers",

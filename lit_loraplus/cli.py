@@ -2,7 +2,7 @@
 
     lit-loraplus fit --config configs/trainer.yaml --config configs/quickstart.yaml
     lit-loraplus validate --config ... --ckpt_path last
-    lit-loraplus export --ckpt_path runs/x/checkpoints/last.ckpt --output_dir adapter/ [--merge true]
+    lit-loraplus export --ckpt_path runs/x/checkpoints/last.ckpt --output_dir adapter/ [--merge]
 
 The model states its name once: it is linked to the data module's tokenizer; the data module's
 ``task``, ``num_labels``, ``id2label`` and ``metrics`` are linked to the model. The optimizer is
@@ -103,6 +103,25 @@ class LoraPlusCLI(LightningCLI):
         self._check_ckpt_path()
 
 
+def export_main(args: list[str]) -> None:
+    """``lit-loraplus export``: a LoraPlusModule checkpoint to a PEFT adapter (or a merged model).
+
+    Args:
+        args: ``--ckpt_path PATH --output_dir DIR [--merge]``.
+    """
+    import argparse
+
+    from lit_loraplus.export import export_checkpoint
+
+    parser = argparse.ArgumentParser(prog="lit-loraplus export", description=export_main.__doc__.splitlines()[0])
+    parser.add_argument("--ckpt_path", required=True, help="Checkpoint written while training a LoraPlusModule.")
+    parser.add_argument("--output_dir", required=True, help="Folder for the PEFT adapter (created).")
+    parser.add_argument("--merge", action="store_true", help="Write the merged full model instead of the adapter.")
+    options = parser.parse_args(args)
+    out = export_checkpoint(options.ckpt_path, options.output_dir, merge=options.merge)
+    print(f"lit-loraplus: exported {'merged model' if options.merge else 'adapter'} to {out}")
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lit-loraplus``: ``export`` is ours, every other subcommand LightningCLI's.
 
@@ -111,11 +130,7 @@ def main(args: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if args is None else args
     if args and args[0] == "export":
-        from jsonargparse import auto_cli
-
-        from lit_loraplus.export import export_checkpoint
-
-        auto_cli(export_checkpoint, args=args[1:])
+        export_main(args[1:])
         return
     try:
         LoraPlusCLI(args=args)

@@ -23,7 +23,7 @@ SETTINGS_FILE = "loraplus.json"
 _SETTINGS = (
     "task", "lr", "ratio", "ratio_schedule", "ratio_warmup_steps", "initial_ratio", "lr_schedule", "warmup_steps",
     "min_lr_ratio", "weight_decay", "embedding_lr", "head_lr", "magnitude_lr", "init", "r", "alpha", "dropout",
-    "target_modules", "use_rslora", "use_dora", "bias", "modules_to_save", "optimizer_repr",
+    "target_modules", "use_rslora", "use_dora", "bias", "modules_to_save",
 )  # fmt: skip
 
 
@@ -50,7 +50,7 @@ def loraplus_settings(module: nn.Module) -> dict[str, Any]:
     )
     return {
         "lit_loraplus_version": __version__,
-        "settings": {k: h.get(k) for k in _SETTINGS},
+        "settings": {k: h.get(k) for k in _SETTINGS} | {"optimizer": repr(module.optimizer)},
         "groups": [
             {
                 "name": g["name"],

@@ -145,13 +145,10 @@ class LoraPlusModule(L.LightningModule):
         self._check_settings(task, r, alpha, dropout, bias, init, adapter, optimizer)
         validate_optimizer_settings(lr, ratio, weight_decay, embedding_lr, head_lr, magnitude_lr, None)
         self.save_hyperparameters(ignore=["model", "optimizer"])
-        # Not init arguments of their own: load_from_checkpoint filters them out. A module instance cannot be
-        # stored; load_from_checkpoint(..., model=instance) supplies it again.
+        # Only init arguments may enter hparams (LightningCLI re-parses a checkpoint's hparams). A module
+        # instance cannot be stored: load_from_checkpoint(..., model=instance) supplies it again.
         if isinstance(model, str):
             self.hparams["model"] = model
-        else:
-            self.hparams["model_class"] = type(model).__name__
-        self.hparams["optimizer_repr"] = repr(optimizer)
         self.optimizer = optimizer
         self.strict_loading = False  # checkpoints hold trainable weights only; see on_load_checkpoint
         self.model: PeftModel | None = None
@@ -297,6 +294,7 @@ class LoraPlusModule(L.LightningModule):
         for key, metrics in self.metric_sets.items():
             if key.startswith(stage) and "mmlu_accuracy" in metrics:
                 values = metrics["mmlu_accuracy"].compute()
+                self.mmlu_scored = int(metrics["mmlu_accuracy"].total.sum())  # questions scored, for reports
                 names = self._mmlu_categories()
                 logged = {f"{stage}/mmlu_accuracy": values["all"]}
                 logged |= {f"{stage}/mmlu_accuracy/{names[int(i)]}": v for i, v in values.items() if i != "all"}

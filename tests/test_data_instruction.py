@@ -31,7 +31,7 @@ def test_labels_mask_prompt_and_padding_and_keep_eos(tmp_path: Path, tiny_llama_
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
     tok = dm.tokenizer
-    assert set(batch) == {"input_ids", "attention_mask", "labels"} and (dm.task, dm.num_labels) == ("causal_lm", 0)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"} and (dm.task, dm.num_labels) == ("causal_lm", None)
     for row, pair in enumerate(_PAIRS):
         prompt = tok.apply_chat_template(
             [{"role": "user", "content": pair["prompt"]}], add_generation_prompt=True, tokenize=False

@@ -61,7 +61,7 @@ def test_tiny_llama_scores_every_val_question(mmlu_dir: Path, tiny_llama_dir: Pa
     in [0, 1]; batches carry answer/category/subject indices and the four distinct choice ids; prompts fit."""
     subjects = ["abstract_algebra", "anatomy", "world_religions"]
     dm = MMLUDataModule(str(mmlu_dir), str(tiny_llama_dir), subjects=subjects, max_length=256, eval_batch_size=16)
-    assert (dm.task, dm.metrics, dm.num_labels) == ("causal_lm", ["mmlu_accuracy"], 0)
+    assert (dm.task, dm.metrics, dm.num_labels) == ("causal_lm", ["mmlu_accuracy"], None)
     dm.setup("validate")
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     correct, categories = [], set()

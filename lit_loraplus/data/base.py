@@ -238,6 +238,18 @@ class TokenizedDataModule(LightningDataModule):
         loaders = [self._loader(split) for split in self.val_splits]
         return loaders[0] if len(loaders) == 1 else loaders
 
+    def _encode_prompts(self, rows: list[Any]) -> list[Example]:
+        """Tokenize raw rows for ``predict`` (what the model is given); by default as for evaluation."""
+        return self._encode(rows)
+
+    def predict_dataloader(self) -> StatefulDataLoader:
+        """Loader for ``predict``: the test split if there is one, else the (first) validation split."""
+        if "predict" not in self.datasets:
+            source = self.test_splits[0] if self.test_splits else self.val_splits[0]
+            rows = sample_rows(self._read(source), self.val_subset, self.seed)
+            self.datasets["predict"] = self._encode_prompts(rows)
+        return self._loader("predict")
+
     def test_dataloader(self) -> StatefulDataLoader:
         """Loader over the test split; a clear error where the data set has none."""
         if not self.test_splits:

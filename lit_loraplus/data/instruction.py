@@ -12,6 +12,24 @@ from lit_loraplus.data.files import read_jsonl, require_columns, require_file
 PromptAndResponse = tuple[str, str]
 
 
+def prompt_tokens(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
+    """The prompt's token ids: a user turn plus the assistant header with a chat template, else plain.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        prompt: The instruction.
+
+    Returns:
+        Token ids (with the tokenizer's special tokens, e.g. BOS, when there is no template).
+    """
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt)["input_ids"]
+
+
 def encode_instruction(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_length: int) -> Example:
     """Tokenize one prompt/response pair for causal-LM fine-tuning.
 
@@ -31,13 +49,7 @@ def encode_instruction(tokenizer: PreTrainedTokenizerBase, prompt: str, response
     Returns:
         ``{"input_ids", "attention_mask", "labels"}``: labels copy input_ids with -100 on prompt tokens.
     """
-    if tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
-        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    else:
-        prompt_ids = tokenizer(prompt)["input_ids"]
+    prompt_ids = prompt_tokens(tokenizer, prompt)
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     room = max_length - 1  # EOS always fits
     prompt_room = room - min(len(response_ids), 1)  # keep a response token, if any, after cutting the prompt
@@ -74,7 +86,7 @@ class InstructionDataModule(TokenizedDataModule):
             (batch_size, eval_batch_size, num_workers, pin_memory, seed, train_subset, val_subset).
 
     Attributes:
-        num_labels: 0 (a language model has no classifier head).
+        num_labels: None (a language model has no classifier head).
         task: "causal_lm".
         metrics: ["perplexity", "token_accuracy"].
         id2label: {} (no classes).
@@ -101,7 +113,7 @@ class InstructionDataModule(TokenizedDataModule):
         else:
             self._raw["validation"] = self._read_file(val_file, "val_file")
         self.task, self.metrics = "causal_lm", ["perplexity", "token_accuracy"]
-        self.num_labels, self.id2label = 0, {}
+        self.num_labels, self.id2label = None, {}
 
     def _read_file(self, file: str, setting: str) -> list[PromptAndResponse]:
         path = require_file(file, setting)
@@ -116,3 +128,8 @@ class InstructionDataModule(TokenizedDataModule):
         if self.tokenizer.eos_token_id is None:
             raise ValueError(f"The tokenizer {self.tokenizer_name!r} has no EOS token; instruction tuning needs one.")
         return [encode_instruction(self.tokenizer, p, r, self.max_length) for p, r in rows]
+
+    def _encode_prompts(self, rows: list[PromptAndResponse]) -> list[Example]:
+        """Prompts only (the last ``max_length`` tokens), for ``predict`` to continue with generation."""
+        encoded = [prompt_tokens(self.tokenizer, p)[-self.max_length :] for p, _ in rows]
+        return [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in encoded]

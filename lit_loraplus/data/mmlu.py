@@ -113,7 +113,7 @@ class MMLUDataModule(TokenizedDataModule):
             ``eval_split``).
 
     Attributes:
-        num_labels: 0 (no classifier head).
+        num_labels: None (no classifier head).
         task: "causal_lm".
         metrics: ["mmlu_accuracy"].
         categories: The four super-categories, in ``category`` index order.
@@ -151,7 +151,7 @@ class MMLUDataModule(TokenizedDataModule):
             for subject in self.subjects:
                 self._file(split, subject)
         self.task, self.metrics = "causal_lm", ["mmlu_accuracy"]
-        self.num_labels, self.id2label = 0, {}
+        self.num_labels, self.id2label = None, {}
         self.categories = list(CATEGORIES)
         self.choice_ids: list[int] = []
 
