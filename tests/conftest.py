@@ -7,6 +7,8 @@ it (a skipped test proves nothing); elsewhere it skips with the reason.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,15 @@ def require(condition: bool, reason: str) -> None:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _close_wandb() -> Iterator[None]:
+    """Finish any W&B run a test left open: WandbLogger reuses an active run, so it would leak into the next test."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 @pytest.fixture(scope="session")

@@ -96,7 +96,7 @@ class FeatureLearningMonitor(pl.Callback):
 
     Raises:
         ValueError: At construction, for ``log_every_n_steps < 1``, ``probe_batch_size < 1`` or an
-            unknown ``probe_source``; at setup, if ``layers`` matches no probe-able LoRA layer; at
+            unknown ``probe_source``; at fit start, if ``layers`` matches no probe-able LoRA layer; at
             the start of training, if the loader's batches hold fewer than ``probe_batch_size``
             samples or ``probe_source='val'`` has no validation loader.
         MisconfigurationException: At setup, if the trainer has no logger.
@@ -135,6 +135,11 @@ class FeatureLearningMonitor(pl.Callback):
         if stage != "fit":
             return
         require_logger(trainer, type(self).__name__)
+        define_wandb_sections(trainer, "lora/")
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not in setup: a module may build its model in configure_model, which runs after setup.
         adapters = select_adapters(pl_module, self.layers, type(self).__name__)
         self._adapters = [a for a in adapters if a.kind != "other"]
         if not self._adapters:
@@ -142,7 +147,6 @@ class FeatureLearningMonitor(pl.Callback):
                 f"{type(self).__name__}(layers={self.layers!r}) selects only LoRA layers it cannot probe "
                 f"(not linear or embedding): {[a.name for a in adapters]}."
             )
-        define_wandb_sections(trainer, "lora/")
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

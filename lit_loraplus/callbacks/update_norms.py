@@ -60,7 +60,7 @@ class UpdateNormMonitor(pl.Callback):
         stats: Which statistics to log, any of ``update``, ``update_rel``, ``norm``, ``grad``.
 
     Raises:
-        ValueError: At construction, for ``log_every_n_steps < 1`` or an unknown statistic; at setup,
+        ValueError: At construction, for ``log_every_n_steps < 1`` or an unknown statistic; at fit start,
             if ``layers`` matches no LoRA layer (the available names are listed).
         MisconfigurationException: At setup, if the trainer has no logger.
 
@@ -85,8 +85,12 @@ class UpdateNormMonitor(pl.Callback):
         if stage != "fit":
             return
         require_logger(trainer, type(self).__name__)
-        self._adapters = select_adapters(pl_module, self.layers, type(self).__name__)
         define_wandb_sections(trainer, "lora/")
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not in setup: a module may build its model in configure_model, which runs after setup.
+        self._adapters = select_adapters(pl_module, self.layers, type(self).__name__)
 
     @override
     def on_before_optimizer_step(
