@@ -19,6 +19,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 from typing_extensions import override
 
+from lit_loraplus.distributed import clean_name
+
 RNG_KEY = "lit_loraplus_rng"
 
 
@@ -29,9 +31,10 @@ def trainable_keys(module: nn.Module) -> set[str]:
         module: The LightningModule.
 
     Returns:
-        Parameter names with ``requires_grad``.
+        Parameter names with ``requires_grad``, without the segments FSDP/activation-checkpoint wrappers
+        insert (the gathered full state dict under FSDP uses the unwrapped names).
     """
-    return {name for name, param in module.named_parameters() if param.requires_grad}
+    return {clean_name(name) for name, param in module.named_parameters() if param.requires_grad}
 
 
 def trainable_state(module: nn.Module, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

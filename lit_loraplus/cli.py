@@ -17,11 +17,13 @@ import os
 import sys
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from typing_extensions import override
 
 from lit_loraplus.checkpoint import AdapterCheckpoint
 from lit_loraplus.data.base import TokenizedDataModule
+from lit_loraplus.distributed import strategy_kind, strategy_problems
 from lit_loraplus.module import LoraPlusModule
 
 
@@ -45,6 +47,11 @@ class LoraPlusCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
+        # Crash-safe checkpoint files by default (see lit_loraplus.checkpoint_io); an explicit
+        # `trainer.plugins` replaces this default, so keep AtomicCheckpointIO in it if you set plugins.
+        trainer_defaults = dict(kwargs.pop("trainer_defaults", None) or {})
+        trainer_defaults.setdefault("plugins", [{"class_path": "lit_loraplus.checkpoint_io.AtomicCheckpointIO"}])
+        kwargs["trainer_defaults"] = trainer_defaults
         kwargs.setdefault("subclass_mode_data", True)
         # Our own optimizer handling: LightningCLI's would replace the LoRA+ groups.
         kwargs.setdefault("auto_configure_optimizers", False)
@@ -72,6 +79,31 @@ class LoraPlusCLI(LightningCLI):
                     "or weight_decay) and the schedule with `model.lr_schedule`, `model.warmup_steps`, "
                     "`model.ratio_schedule`."
                 )
+        trainer = config.get("trainer")
+        if trainer is None:
+            return
+        strategy = trainer.get("strategy")
+        strategy = strategy.as_dict() if isinstance(strategy, Namespace) else strategy
+        if problems := strategy_problems(strategy, trainer.get("accelerator")):
+            raise ConfigError(" ".join(problems))
+        if not strategy_kind(strategy):  # FSDP and DeepSpeed need their own precision plugins
+            self._keep_adapters_fp32(trainer)
+
+    @staticmethod
+    def _keep_adapters_fp32(trainer: Namespace) -> None:
+        """Swap ``precision: bf16-true``/``16-true`` for AdapterFP32Precision (LoRA matrices stay fp32)."""
+        from lit_loraplus.precision import TRUE_HALF
+
+        precision = str(trainer.get("precision"))
+        if precision not in TRUE_HALF:
+            return
+        plugin = Namespace(
+            class_path="lit_loraplus.precision.AdapterFP32Precision", init_args=Namespace(precision=precision)
+        )
+        plugins = trainer.get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+        trainer["plugins"] = [*plugins, plugin]
+        trainer["precision"] = None
 
     def _check_ckpt_path(self) -> None:
         config = self.config[self.subcommand]

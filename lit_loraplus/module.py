@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lit_loraplus import checkpoint as ckpt
+from lit_loraplus.distributed import check_groups_across_ranks, describe_groups, trainable_sizes
 from lit_loraplus.lora import (
     TASKS,
     Init,
@@ -30,6 +31,8 @@ from lit_loraplus.lora import (
 )
 from lit_loraplus.metrics import CategoryAccuracy, build_metrics, default_metrics, token_statistics
 from lit_loraplus.optim import configure_loraplus_optimizers, validate_optimizer_settings
+from lit_loraplus.precision import warn_half_precision_adapters
+from lit_loraplus.quantization import Quantization, quantization_kwargs, quantization_problems
 from lit_loraplus.schedule import LRScheduleName, RatioScheduleName
 
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -102,6 +105,8 @@ class LoraPlusModule(L.LightningModule):
             Its ``lr``/``weight_decay`` must stay unset: use ``lr``/``weight_decay`` above.
         max_new_tokens: Tokens generated per prompt by ``predict`` for causal LMs.
         model_kwargs: Extra ``from_pretrained`` arguments (``dtype``, ``gguf_file``, ...).
+        quantization: QLoRA: load the base model in ``4bit`` (NF4) or ``8bit`` through bitsandbytes
+            (CUDA only) and prepare it with ``peft.prepare_model_for_kbit_training``; groups unchanged.
 
     Raises:
         ValueError: For bad settings, all listed at once, before any model is loaded.
@@ -140,9 +145,12 @@ class LoraPlusModule(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         max_new_tokens: int = 64,
         model_kwargs: dict[str, Any] | None = None,
+        quantization: Quantization | None = None,
     ) -> None:
         super().__init__()
         self._check_settings(task, r, alpha, dropout, bias, init, adapter, optimizer)
+        if problems := quantization_problems(quantization):
+            raise ValueError("Invalid LoraPlusModule settings: " + " ".join(problems))
         validate_optimizer_settings(lr, ratio, weight_decay, embedding_lr, head_lr, magnitude_lr, None)
         self.save_hyperparameters(ignore=["model", "optimizer"])
         # Only init arguments may enter hparams (LightningCLI re-parses a checkpoint's hparams). A module
@@ -225,8 +233,17 @@ class LoraPlusModule(L.LightningModule):
         """Load and wrap the model (once), so strategies can build it under their own context."""
         if self.model is None:
             h = self.hparams
-            base = load_pretrained(self._source, h.task, h.num_labels, h.id2label, **(h.model_kwargs or {}))
+            kwargs = dict(h.model_kwargs or {})
+            if h.get("quantization"):
+                kwargs |= quantization_kwargs(h.quantization)
+            base = load_pretrained(self._source, h.task, h.num_labels, h.id2label, **kwargs)
+            if h.get("quantization"):
+                from peft import prepare_model_for_kbit_training
+
+                base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)  # _wrap enables it
             self.model = self._wrap(base)
+        if not hasattr(self, "_sizes"):  # before any strategy wraps or shards the model (see distributed.py)
+            self._sizes = trainable_sizes(self.model)
         if not hasattr(self, "metric_sets"):
             self.metric_sets = nn.ModuleDict()
 
@@ -332,7 +349,7 @@ class LoraPlusModule(L.LightningModule):
                 "The LoRA+ schedules need the run's length, but the trainer has no limit "
                 "(max_steps=-1 and max_epochs=-1): set `trainer.max_steps` or `trainer.max_epochs`."
             )
-        return configure_loraplus_optimizers(
+        configured = configure_loraplus_optimizers(
             self.model,
             self.optimizer,
             lr=h.lr,
@@ -349,6 +366,17 @@ class LoraPlusModule(L.LightningModule):
             ratio_warmup_steps=h.ratio_warmup_steps,
             initial_ratio=h.initial_ratio,
         )
+        warn_half_precision_adapters(self.model)
+        sizes = getattr(self, "_sizes", None) or trainable_sizes(self.model)
+        self._group_description = describe_groups(configured["optimizer"].param_groups, self.model, sizes)
+        return configured
+
+    @override
+    def on_fit_start(self) -> None:
+        # Every rank must train the same groups: a mismatch (different model or adapter files on one node)
+        # would otherwise surface as a hang in the first all-reduce or as silently different learning rates.
+        if getattr(self, "_group_description", None) is not None:  # None: a subclass built its own optimizer
+            check_groups_across_ranks(self._group_description)
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

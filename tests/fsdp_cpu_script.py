@@ -1,0 +1,70 @@
+"""FSDP1 on CPU (gloo, one process) around tiny PEFT models, run by test_scale_strategies.py as a subprocess.
+
+Lightning refuses FSDP on CPU, but torch's FSDP itself runs there, which is enough to check what LoRA+ relies on:
+``NoSplitModulesPolicy`` wraps exactly the transformer blocks, roles and groups built *after* wrapping equal those
+before, sizes recorded before wrapping describe the groups, a training step runs, and the full state dict uses the
+unwrapped names of the trainable parameters. Prints one JSON line per model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.distributed as dist
+from tiny_models import tiny_bert, tiny_gpt2, tiny_llama
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from torch.distributed.fsdp import StateDictType
+
+from lit_loraplus.distributed import NoSplitModulesPolicy, clean_name, describe_groups, trainable_sizes
+from lit_loraplus.groups import parameter_roles
+from lit_loraplus.lora import apply_lora
+from lit_loraplus.optim import loraplus_param_groups
+
+MODELS = {
+    "llama": (tiny_llama, "causal_lm", ["q_proj", "v_proj"]),
+    "gpt2": (tiny_gpt2, "causal_lm", ["c_attn"]),
+    "bert": (tiny_bert, "sequence_classification", ["query", "value"]),
+}
+
+
+def check(name: str) -> dict:
+    build, task, targets = MODELS[name]
+    model = apply_lora(build(), task, {"r": 4, "target_modules": targets})
+    roles = {n: (r.role, r.decay) for n, r in parameter_roles(model).items()}
+    sizes = trainable_sizes(model)
+    reference = describe_groups(loraplus_param_groups(model, lr=1e-3, ratio=16), model, sizes)
+    wrapped = FSDP(model, auto_wrap_policy=NoSplitModulesPolicy(), use_orig_params=True, device_id=torch.device("cpu"))
+    with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT):
+        keys = set(wrapped.state_dict())
+    groups = loraplus_param_groups(wrapped, lr=1e-3, ratio=16)
+    b = [p for g in groups if g["name"] == "lora_B" for p in g["params"]]
+    before = [p.detach().clone() for p in b]
+    optimizer = torch.optim.AdamW(groups)
+    inputs = {
+        "input_ids": torch.randint(0, 128, (2, 8)),
+        "labels": torch.randint(0, 2 if name == "bert" else 128, (2,) if name == "bert" else (2, 8)),
+    }
+    wrapped(**inputs).loss.backward()
+    optimizer.step()
+    return {
+        "model": name,
+        "wrapped": sorted(
+            {type(m.module).__name__ for m in wrapped.modules() if isinstance(m, FSDP)} - {type(model).__name__}
+        ),
+        "roles_equal": {clean_name(n): (r.role, r.decay) for n, r in parameter_roles(wrapped).items()} == roles,
+        "groups_equal": describe_groups(groups, wrapped, sizes) == reference,
+        "groups": [g["name"] for g in groups],
+        "b_moved": all(not torch.equal(x, p.detach()) for x, p in zip(before, b, strict=True)),
+        "trainable_in_full_state_dict": set(sizes) <= keys,
+    }
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29517")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    for model_name in MODELS:
+        print(json.dumps(check(model_name)))
+    dist.destroy_process_group()
