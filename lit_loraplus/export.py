@@ -39,15 +39,7 @@ def loraplus_settings(module: nn.Module) -> dict[str, Any]:
     from lit_loraplus import __version__
 
     h = module.hparams
-    groups = loraplus_param_groups(
-        module.model,
-        lr=h.lr,
-        ratio=h.ratio,
-        weight_decay=h.weight_decay,
-        embedding_lr=h.embedding_lr,
-        head_lr=h.head_lr,
-        magnitude_lr=h.magnitude_lr,
-    )
+    groups = loraplus_param_groups(module.model, **module.group_settings)
     return {
         "lit_loraplus_version": __version__,
         "settings": {k: h.get(k) for k in _SETTINGS} | {"optimizer": repr(module.optimizer)},

@@ -340,6 +340,12 @@ class LoraPlusModule(L.LightningModule):
 
         return predict_rows(self, batch)
 
+    @property
+    def group_settings(self) -> dict[str, Any]:
+        """The learning-rate settings of the LoRA+ groups (``loraplus_param_groups`` keyword arguments)."""
+        keys = ("lr", "ratio", "weight_decay", "embedding_lr", "head_lr", "magnitude_lr")
+        return {k: self.hparams[k] for k in keys}
+
     @override
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
@@ -352,13 +358,8 @@ class LoraPlusModule(L.LightningModule):
         configured = configure_loraplus_optimizers(
             self.model,
             self.optimizer,
-            lr=h.lr,
             total_steps=max(1, int(total)),
-            ratio=h.ratio,
-            weight_decay=h.weight_decay,
-            embedding_lr=h.embedding_lr,
-            head_lr=h.head_lr,
-            magnitude_lr=h.magnitude_lr,
+            **self.group_settings,
             lr_schedule=h.lr_schedule,
             warmup_steps=h.warmup_steps,
             min_lr_ratio=h.min_lr_ratio,
