@@ -14,9 +14,10 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from torch import nn
+from torch import Tensor, nn
 from typing_extensions import override
 
+from lit_loraplus.distributed import strategy_kind
 from lit_loraplus.optim import loraplus_param_groups
 
 SETTINGS_FILE = "loraplus.json"
@@ -57,7 +58,9 @@ def loraplus_settings(module: nn.Module) -> dict[str, Any]:
     }
 
 
-def save_adapter(module: nn.Module, directory: str | Path, merge: bool = False) -> Path:
+def save_adapter(
+    module: nn.Module, directory: str | Path, merge: bool = False, state_dict: dict[str, Tensor] | None = None
+) -> Path:
     """Write a LoraPlusModule's adapter in PEFT format, or the merged full model.
 
     Args:
@@ -65,19 +68,32 @@ def save_adapter(module: nn.Module, directory: str | Path, merge: bool = False) 
         directory: Output folder (created).
         merge: Save ``merge_and_unload()`` of a copy (the module keeps its adapter) as a plain
             transformers model instead of the adapter.
+        state_dict: The LightningModule's full state dict as gathered by the strategy (keys
+            ``model.<PEFT key>``); needed when the model is sharded (FSDP, DeepSpeed ZeRO-3), where
+            the module's own parameters are only this rank's shard.
 
     Returns:
         The folder.
 
     Raises:
         RuntimeError: If the module's model is not built yet.
+        ValueError: For ``merge`` together with a gathered ``state_dict`` (merging needs the whole
+            model in one process: export from the checkpoint instead).
     """
     if module.model is None:
         raise RuntimeError("The model is not built yet: call `module.configure_model()` or train first.")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    if merge and state_dict is not None:
+        raise ValueError(
+            "merge=True needs the whole model in one process, but this one is sharded: export from the "
+            "checkpoint instead (`lit-loraplus export --ckpt_path ... --output_dir ... --merge`)."
+        )
     if merge:
         copy.deepcopy(module.model).merge_and_unload().save_pretrained(out)
+    elif state_dict is not None:
+        peft_state = {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
+        module.model.save_pretrained(out, state_dict=peft_state)
     else:
         module.model.save_pretrained(out)
     (out / SETTINGS_FILE).write_text(json.dumps(loraplus_settings(module), indent=2, default=str) + "\n")
@@ -102,7 +118,10 @@ def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, merge: bool
 
 
 class AdapterExport(Callback):
-    """Export the adapter in PEFT format when ``fit`` ends (global rank 0 only).
+    """Export the adapter in PEFT format when ``fit`` ends (written by global rank 0).
+
+    Under FSDP / DeepSpeed with several processes the weights are first gathered on every rank;
+    ``merge`` is then refused (export the merged model from the checkpoint).
 
     Args:
         output_dir: Folder for ``adapter_config.json``, ``adapter_model.safetensors`` and ``loraplus.json``.
@@ -118,5 +137,8 @@ class AdapterExport(Callback):
 
     @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every rank takes part in gathering (a collective under FSDP / DeepSpeed); rank 0 writes.
+        sharded = strategy_kind(trainer.strategy) != "" and trainer.world_size > 1
+        state = trainer.strategy.lightning_module_state_dict() if sharded else None
         if trainer.is_global_zero:
-            save_adapter(pl_module, self.output_dir, merge=self.merge)
+            save_adapter(pl_module, self.output_dir, merge=self.merge, state_dict=state)

@@ -168,3 +168,19 @@ def test_export_round_trip_with_plain_peft(tmp_path, tiny_bert_dir, glue_dir) ->
     assert settings["settings"]["ratio"] == 8.0
     groups = {g["name"]: g for g in settings["groups"]}
     assert groups["lora_B"]["lr"] == pytest.approx(8 * groups["lora_A"]["lr"])
+
+
+def test_export_from_a_gathered_state_dict(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """The sharded-strategy path (weights gathered by the strategy, written by rank 0) writes the same
+    adapter as the direct path; merging from a gathered state is refused with the alternative."""
+    from lit_loraplus.export import save_adapter
+
+    module, _ = short_fit(tmp_path, tiny_bert_dir, glue_dir)
+    save_adapter(module, tmp_path / "direct")
+    save_adapter(module, tmp_path / "gathered", state_dict=module.state_dict())
+    direct = load_file(tmp_path / "direct/adapter_model.safetensors")
+    gathered = load_file(tmp_path / "gathered/adapter_model.safetensors")
+    assert direct.keys() == gathered.keys() and len(direct) > 0
+    assert all(torch.equal(direct[k], gathered[k]) for k in direct)
+    with pytest.raises(ValueError, match=r"merge=True needs the whole model in one process.*--merge"):
+        save_adapter(module, tmp_path / "merged", merge=True, state_dict=module.state_dict())
