@@ -70,3 +70,16 @@ def log_layer_table(
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_table(key=key, columns=["layer", *columns], data=rows, step=trainer.global_step)
+
+
+def setup_fit_logging(trainer: pl.Trainer, stage: str, owner: str) -> None:
+    """A monitor's ``setup``: for ``fit``, require a logger and declare the ``lora/`` W&B section.
+
+    Args:
+        trainer: The trainer.
+        stage: The stage being set up; other stages need nothing.
+        owner: The callback's name, for the error.
+    """
+    if stage == "fit":
+        require_logger(trainer, owner)
+        define_wandb_sections(trainer, "lora/")

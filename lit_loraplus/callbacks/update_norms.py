@@ -15,11 +15,10 @@ from typing_extensions import override
 from lit_loraplus.callbacks._logging import (
     check_log_every,
     check_names,
-    define_wandb_sections,
     due,
     log_layer_table,
     log_metrics,
-    require_logger,
+    setup_fit_logging,
 )
 from lit_loraplus.callbacks._lora_layers import LoraAdapter, matrices, select_adapters, snapshot
 
@@ -82,10 +81,7 @@ class UpdateNormMonitor(pl.Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        require_logger(trainer, type(self).__name__)
-        define_wandb_sections(trainer, "lora/")
+        setup_fit_logging(trainer, stage, type(self).__name__)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
