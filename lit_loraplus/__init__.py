@@ -19,6 +19,10 @@ def __getattr__(name: str) -> object:
         from lit_loraplus.module import LoraPlusModule
 
         return LoraPlusModule
+    if name == "find_ratio":
+        from lit_loraplus.tuner import find_ratio
+
+        return find_ratio
     raise AttributeError(f"module 'lit_loraplus' has no attribute {name!r}")
 
 
@@ -31,6 +35,7 @@ __all__ = [
     "RatioSchedule",
     "configure_loraplus_optimizers",
     "create_loraplus_optimizer",
+    "find_ratio",
     "loraplus_param_groups",
     "loraplus_scheduler",
     "parameter_roles",

@@ -1,8 +1,9 @@
-"""``lit-loraplus``: LightningCLI for LoraPlusModule, plus ``export``.
+"""``lit-loraplus``: LightningCLI for LoraPlusModule, plus ``export`` and ``find-ratio``.
 
     lit-loraplus fit --config configs/trainer.yaml --config configs/quickstart.yaml
     lit-loraplus validate --config ... --ckpt_path last
     lit-loraplus export --ckpt_path runs/x/checkpoints/last.ckpt --output_dir adapter/ [--merge]
+    lit-loraplus find-ratio --config configs/quickstart.yaml --ratios 1,4,16 --steps 50  (lit_loraplus.tuner)
 
 The model states its name once: it is linked to the data module's tokenizer; the data module's
 ``task``, ``num_labels``, ``id2label`` and ``metrics`` are linked to the model. The optimizer is
@@ -155,7 +156,7 @@ def export_main(args: list[str]) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``lit-loraplus``: ``export`` is ours, every other subcommand LightningCLI's.
+    """Entry point of ``lit-loraplus``: ``export`` and ``find-ratio`` are ours, every other subcommand LightningCLI's.
 
     Args:
         args: Command-line arguments (default ``sys.argv[1:]``).
@@ -163,6 +164,11 @@ def main(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
     if args and args[0] == "export":
         export_main(args[1:])
+        return
+    if args and args[0] == "find-ratio":
+        from lit_loraplus.tuner import find_ratio_main
+
+        find_ratio_main(args[1:])
         return
     try:
         LoraPlusCLI(args=args)
