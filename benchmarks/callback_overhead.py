@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from _bench import StepClock, lightning_clock, markdown_table, pair_ratios, peak_rss_mb, run_rounds, spawn
 
 VARIANTS = {  # name -> [(callback, log_every_n_steps), ...]
     "update_norms@50": [("update", 50)],
@@ -87,16 +85,6 @@ def worker(variant: str, steps: int, warmup: int, batch: int, seq: int, smoke: b
         def configure_optimizers(self) -> Any:
             return configure_loraplus_optimizers(self.model, lr=2e-4, ratio=16, total_steps=steps + warmup)
 
-    class StepTimer(pl.Callback):
-        def __init__(self) -> None:
-            self.starts: list[float] = []
-
-        def on_train_batch_start(self, *args: Any) -> None:
-            self.starts.append(time.perf_counter())
-
-        def on_train_end(self, *args: Any) -> None:
-            self.starts.append(time.perf_counter())
-
     def probe_forward(module: pl.LightningModule, b: Any) -> Any:
         return module(*b)
 
@@ -104,7 +92,8 @@ def worker(variant: str, steps: int, warmup: int, batch: int, seq: int, smoke: b
     g = torch.Generator().manual_seed(0)
     vocab = 1000 if smoke else 30522
     data = TensorDataset(torch.randint(0, vocab, (n, seq), generator=g), torch.randint(0, 2, (n,), generator=g))
-    callbacks: list[pl.Callback] = [StepTimer()]
+    clock = StepClock()
+    callbacks: list[pl.Callback] = [lightning_clock(clock)]
     for kind, every in VARIANTS.get(variant, []):
         callbacks.append(
             UpdateNormMonitor(log_every_n_steps=every)
@@ -122,50 +111,31 @@ def worker(variant: str, steps: int, warmup: int, batch: int, seq: int, smoke: b
             enable_model_summary=False,
         )
         trainer.fit(Module(), DataLoader(data, batch_size=batch))
-    times = [b - a for a, b in zip(callbacks[0].starts, callbacks[0].starts[1:], strict=False)][warmup:]
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = clock.step_times(warmup)
     return {"variant": variant, "median_s": statistics.median(times), "mean_s": statistics.fmean(times),
-            "steps": len(times), "peak_rss_mb": rss_mb}  # fmt: skip
+            "steps": len(times), "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
-def spawn(variant: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", variant, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    cmd += ["--batch", str(args.batch), "--seq", str(args.seq)] + (["--smoke"] if args.smoke else [])
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"worker {variant} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def worker_args(variant: str, args: argparse.Namespace) -> list[str]:
+    """The command line of one worker run."""
+    out = ["--worker", variant, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    return out + ["--batch", str(args.batch), "--seq", str(args.seq)] + (["--smoke"] if args.smoke else [])
 
 
 def summarise(runs: list[list[dict[str, Any]]], variants: list[str]) -> dict[str, Any]:
     """Per variant: per-pair ratios against the same round's baseline."""
-    out: dict[str, Any] = {}
-    for variant in variants:
-        ratios: dict[str, list[float]] = {"median_s": [], "mean_s": [], "peak_rss_mb": []}
-        for rnd in runs:
-            base = next(r for r in rnd if r["variant"] == "baseline")
-            this = next(r for r in rnd if r["variant"] == variant)
-            for k in ratios:
-                ratios[k].append(this[k] / base[k])
-        out[variant] = {
-            k: {"median": statistics.median(v), "min": min(v), "max": max(v), "pairs": v} for k, v in ratios.items()
-        }
-    return out
+    return {v: pair_ratios(runs, "variant", v, "baseline", ("median_s", "mean_s", "peak_rss_mb")) for v in variants}
 
 
 def table(summary: dict[str, Any], runs: list[list[dict[str, Any]]]) -> str:
     base = statistics.median(r["median_s"] for rnd in runs for r in rnd if r["variant"] == "baseline")
-    lines = [
-        f"Baseline median step: {base:.3f} s. Overhead = ratio − 1, median over {len(runs)} pairs [min, max].",
-        "",
-        "| callback | step time (median step) | step time (mean step) | peak RSS |",
-        "|---|---|---|---|",
+    header = ["callback", "step time (median step)", "step time (mean step)", "peak RSS"]
+    rows = [
+        [variant] + [f"{s[k]['median'] - 1:+.1%} [{s[k]['min'] - 1:+.1%}, {s[k]['max'] - 1:+.1%}]" for k in s]
+        for variant, s in summary.items()
     ]
-    for variant, s in summary.items():
-        cells = [f"{s[k]['median'] - 1:+.1%} [{s[k]['min'] - 1:+.1%}, {s[k]['max'] - 1:+.1%}]" for k in s]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    intro = f"Baseline median step: {base:.3f} s. Overhead = ratio − 1, median over {len(runs)} pairs [min, max]."
+    return intro + "\n\n" + markdown_table(header, rows)
 
 
 def main() -> None:
@@ -187,12 +157,7 @@ def main() -> None:
         return
     if args.out is None:
         parser.error("--out is required")
-    names = ["baseline", *args.variants]
-    runs = []
-    for i in range(args.pairs):
-        order = names[i % len(names) :] + names[: i % len(names)]  # rotate so no variant always runs first
-        runs.append([spawn(v, args) for v in order])
-        print(f"round {i + 1}/{args.pairs} done", file=sys.stderr, flush=True)
+    runs = run_rounds(["baseline", *args.variants], args.pairs, lambda v: spawn(__file__, worker_args(v, args)))
     summary = summarise(runs, args.variants)
     args.out.write_text(json.dumps({"settings": vars(args), "summary": summary, "runs": runs}, indent=1, default=str))
     print(table(summary, runs))
