@@ -22,28 +22,33 @@ from lit_loraplus.module import LoraPlusModule
 
 pytestmark = pytest.mark.slow
 
-# task, steps, metric, threshold. Measured with these settings (seed 0, 2 CPU cores): SST-2 dev accuracy
-# 0.807 after 150 steps, 124 s (majority class 0.51). STS-B and CoLA are not here yet: with this model and
-# <= 300 steps they stayed near chance in every setting tried (issue notes, 2026-11-29).
-CASES = [
-    ("sst2", 150, "val/accuracy", 0.70),
+# Measured with exactly these settings (seed 0, 2 CPU cores, LoRA+ λ = 16, standard init, batch 32 × ≤ 64 tokens,
+# 600 dev rows, one validation after the last step); thresholds sit well below, far above chance:
+# - SST-2: dev accuracy 0.807 after 150 steps, 124 s (majority class 0.51).
+# - STS-B: Pearson 0.737 after 270 steps (1.5 epochs). The regression head needs a larger rate of its own
+#   (head_lr 1e-2): at η it spends the first hundred steps fitting the label mean (2.7 on a 0-5 scale) and the
+#   Pearson stays near 0 (0.06 after 150 steps with head_lr = η). With head_lr 1e-2: 0.13 at step 90, 0.68 at 180.
+# - CoLA: MCC 0.2475 after 800 steps (3 epochs), with LoRA on every attention and MLP projection. It learns
+#   late: the model predicts the majority class ("acceptable", 69 %) until step ~400 (MCC 0.03 at step 200, 0.02 at
+#   400, 0.25 at 600 in one run), and a linear probe on MiniLM's frozen features reaches only MCC 0.12 (mean
+#   pooling) / 0.08 (its pooler), so CoLA needs the adapter. Threshold 0.1, not 0: torchmetrics gives a constant
+#   prediction MCC 0.0332, not 0, so "MCC > 0" would pass a model that learnt nothing.
+QV, ALL = ["query", "value"], ["query", "key", "value", "dense"]
+CASES = [  # task, steps, metric, threshold, settings
+    ("sst2", 150, "val/accuracy", 0.70, {"lr": 5e-4, "target_modules": QV}),
+    ("stsb", 270, "val/pearson", 0.5, {"lr": 5e-4, "target_modules": QV, "head_lr": 1e-2}),
+    ("cola", 800, "val/matthews", 0.1, {"lr": 2e-4, "target_modules": ALL, "head_lr": 1e-2}),
 ]
 
 
-@pytest.mark.parametrize(("task", "steps", "metric", "threshold"), CASES, ids=[c[0] for c in CASES])
-def test_minilm_learns_glue(task, steps, metric, threshold, minilm_path, glue_dir, tmp_path) -> None:
+@pytest.mark.parametrize(("task", "steps", "metric", "threshold", "settings"), CASES, ids=[c[0] for c in CASES])
+def test_minilm_learns_glue(task, steps, metric, threshold, settings, minilm_path, glue_dir, tmp_path) -> None:
     """LoRA+ (λ = 16, standard init) on the real MiniLM lifts the task metric well past chance in a few
     hundred CPU steps."""
     L.seed_everything(0)
     data = GlueDataModule(task, str(minilm_path), data_dir=str(glue_dir), max_length=64, batch_size=32, val_subset=600)
     module = LoraPlusModule(
-        str(minilm_path),
-        num_labels=data.num_labels,
-        id2label=data.id2label,
-        metrics=data.metrics,
-        target_modules=["query", "value"],
-        lr=5e-4,
-        ratio=16,
+        str(minilm_path), num_labels=data.num_labels, id2label=data.id2label, metrics=data.metrics, ratio=16, **settings
     )
     trainer = L.Trainer(
         max_steps=steps,
