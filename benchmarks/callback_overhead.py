@@ -31,6 +31,7 @@ VARIANTS = {  # name -> [(callback, log_every_n_steps), ...]
     "feature@50": [("feature", 50)],
     "update_norms@1": [("update", 1)],
     "feature@1": [("feature", 1)],
+    "both@50": [("update", 50), ("feature", 50)],
     "both@1": [("update", 1), ("feature", 1)],
 }
 DEFAULT_VARIANTS = ["update_norms@50", "feature@50", "update_norms@1", "feature@1"]
