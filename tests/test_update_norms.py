@@ -157,6 +157,10 @@ def test_wandb_offline_run_receives_metrics(tmp_path: Path, monkeypatch: pytest.
     ]
     trainer(tmp_path, callbacks, max_steps=2, logger=logger).fit(LoraModule(lora_bert()), loader())
     wandb.finish()
+    # finish() returns once the run is marked complete, but the wandb-core service may still hold the
+    # .wandb log in its write buffer (CI once read back just the 7-byte header); teardown() waits for
+    # the service to exit, which closes the file.
+    wandb.teardown()
     (run_dir,) = tmp_path.glob("wandb/offline-run-*")
     # Offline runs keep history in the binary .wandb log (protobuf); its keys are stored as UTF-8 strings.
     (log,) = run_dir.glob("run-*.wandb")
