@@ -1,4 +1,4 @@
-"""The callback-overhead benchmark script runs end to end (``--smoke``: tiny model, 3 steps, 1 pair)."""
+"""The callback-overhead benchmark runs end to end (``--smoke``: tiny model, 3 steps, 1 pair, 1 in-process round)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,9 @@ def test_smoke(tmp_path: Path) -> None:
     assert [r["variant"] for r in result["runs"][0]] == ["baseline", "both@1"]
     assert all(r["steps"] == 3 for r in result["runs"][0])
     assert "| both@1 |" in done.stdout and "| callback |" in done.stdout
+    # The in-process blocks: same variants, rotated, ratios of median and mean step (memory is per process).
+    blocks = result["in_process"]
+    assert [r["variant"] for r in blocks["runs"][0]] == ["baseline", "both@1"]
+    assert all(r["steps"] == 3 and r["median_s"] > 0 for r in blocks["runs"][0])
+    assert set(blocks["summary"]["both@1"]) == {"median_s", "mean_s"}
+    assert "One process, interleaved blocks" in done.stdout
