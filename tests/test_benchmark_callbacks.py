@@ -1,4 +1,4 @@
-"""The callback-overhead benchmark runs end to end (``--smoke``: tiny model, 3 steps, 1 pair, 1 in-process round)."""
+"""The callback-overhead benchmark runs end to end (``--smoke``: tiny model, 1 pair, 3 adjacent-step cycles)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "callback_overhead.py"
 
@@ -33,9 +35,10 @@ def test_smoke(tmp_path: Path) -> None:
     assert [r["variant"] for r in result["runs"][0]] == ["baseline", "both@1"]
     assert all(r["steps"] == 3 for r in result["runs"][0])
     assert "| both@1 |" in done.stdout and "| callback |" in done.stdout
-    # The in-process blocks: same variants, rotated, ratios of median and mean step (memory is per process).
-    blocks = result["in_process"]
-    assert [r["variant"] for r in blocks["runs"][0]] == ["baseline", "both@1"]
-    assert all(r["steps"] == 3 and r["median_s"] > 0 for r in blocks["runs"][0])
-    assert set(blocks["summary"]["both@1"]) == {"median_s", "mean_s"}
-    assert "One process, interleaved blocks" in done.stdout
+    # The adjacent-step runs: cycles of (logged, attached, off) steps, ratios to the off neighbours.
+    (run,) = result["interleaved"]["both"]["runs"]
+    assert run["cycles"] == 2 and len(run["ratios"]["logged"]) == len(run["ratios"]["attached"]) == 2
+    assert all(r > 0 for r in run["ratios"]["logged"] + run["ratios"]["attached"])
+    summary = result["interleaved"]["both"]["summary"]
+    assert summary["every_step"]["median"] == pytest.approx(run["median"]["logged"] - 1)
+    assert "Adjacent steps" in done.stdout and "| both | 2 |" in done.stdout

@@ -82,6 +82,20 @@ def test_exact_keys_first_step_and_train_mode(tmp_path: Path) -> None:
     assert module.train_modes == [True, True]
 
 
+def test_probe_forward_stops_after_the_last_lora_layer(tmp_path: Path) -> None:
+    """The probe never reaches the classifier head (the layers after the last LoRA layer are not run): over two
+    logged steps the head runs only in the two training forwards, and the terms are still logged."""
+    model = lora_bert()
+    head = model.base_model.model.classifier
+    calls = []
+    head.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    trainer(tmp_path, [FeatureLearningMonitor(log_every_n_steps=1, probe_batch_size=2)], max_steps=2).fit(
+        LoraModule(model), loader()
+    )
+    assert calls == [True, True]
+    assert [row["step"] for row in read_rows(tmp_path) if f"lora/feature/dZ/{LAYERS[-1]}" in row] == [1, 2]
+
+
 def _balance_under(ratio: float, out: Path) -> float:
     """Mean logged balance over steps 11-20 of a width-256 BERT at Init[2], η_A = 1e-3, AdamW."""
     module = LoraModule(lora_bert(hidden=256, init2=True), lr=1e-3, ratio=ratio)

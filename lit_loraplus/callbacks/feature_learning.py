@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -46,6 +47,10 @@ def _batch_len(batch: Any) -> int:
     return sizes[0] if sizes else 0
 
 
+class _ProbeDone(Exception):
+    """Raised by the last LoRA layer's pre-hook: the probe has every input it needs."""
+
+
 class FeatureLearningMonitor(pl.Callback):
     r"""Log the LoRA+ paper's feature-learning terms (§4) on a fixed probe batch.
 
@@ -72,6 +77,9 @@ class FeatureLearningMonitor(pl.Callback):
       ``lora_embedding_A[:, ids]`` ((r, V) in PEFT; B is (d, r)).
     - DoRA: the terms cover the low-rank product B·A before the magnitude rescaling.
     - Other LoRA layer types (convolutions) are not probed; padding tokens count like any token.
+    - The probe forward stops once every probed layer has its input: what follows the last LoRA
+      layer (a causal LM's vocabulary-wide logits) is never computed. Under FSDP/DeepSpeed it runs
+      whole. A layer called more than once per forward (shared weights) is probed on its first call.
 
     Logged metrics (``<layer>`` as in :class:`UpdateNormMonitor`):
 
@@ -164,17 +172,26 @@ class FeatureLearningMonitor(pl.Callback):
         self._probe = move_data_to_device(batch, pl_module.device)
 
     def _capture_inputs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[nn.Module, Tensor]:
-        """One no-grad, eval-mode probe forward; returns each LoRA layer's input (tokens/features)."""
+        """One no-grad, eval-mode probe forward; returns each LoRA layer's input (tokens/features).
+
+        The forward stops as soon as every probed layer has its input (the rest of the network, e.g. a
+        causal LM's vocabulary-wide logits, is never computed), except under a sharding strategy,
+        whose per-module gather/release hooks must see a whole forward.
+        """
         inputs: dict[nn.Module, Tensor] = {}
+        targets = {a.module for a in self._adapters}
+        stop_early = not any(s in type(trainer.strategy).__name__ for s in ("FSDP", "DeepSpeed", "ModelParallel"))
 
         def record(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            inputs[module] = (args[0] if args else kwargs["x"]).detach()
+            inputs.setdefault(module, (args[0] if args else kwargs["x"]).detach())  # a shared layer: its first call
+            if stop_early and len(inputs) == len(targets):
+                raise _ProbeDone
 
         modes = {m: m.training for m in pl_module.modules()}
-        handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in {a.module for a in self._adapters}]
+        handles = [m.register_forward_pre_hook(record, with_kwargs=True) for m in targets]
         try:
             pl_module.eval()
-            with torch.no_grad(), trainer.precision_plugin.forward_context():
+            with torch.no_grad(), trainer.precision_plugin.forward_context(), contextlib.suppress(_ProbeDone):
                 self.forward_fn(pl_module, self._probe)
         finally:
             for handle in handles:
