@@ -29,6 +29,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,18 +195,25 @@ def gate(inner: list[Any]) -> Any:
 
     class Gate(pl.Callback):
         active = True
+        spent: list[float] = []  # seconds spent inside the monitors' hooks, per training step
 
         def on_train_batch_start(self, trainer: Any, *args: Any) -> None:
             self.active = trainer.global_step % 3 != 2
+            self.spent.append(0.0)
             if self.active:
+                start = time.perf_counter()
                 for cb in inner:
                     cb.on_train_batch_start(trainer, *args)
+                self.spent[-1] += time.perf_counter() - start
 
     def forward(name: str, only_active: bool) -> Any:
         def hook(self: Any, *args: Any, **kwargs: Any) -> None:
             if self.active or not only_active:
+                start = time.perf_counter()
                 for cb in inner:
                     getattr(cb, name)(*args, **kwargs)
+                if name in STEP_HOOKS and self.spent:
+                    self.spent[-1] += time.perf_counter() - start
 
         return hook
 
@@ -232,8 +240,18 @@ def interleaved_steps(variant: str, cycles: int, warmup: int, batch: int, seq: i
     module = make_module(smoke, warmup + 3 * cycles)
     loader = make_loader(warmup + 3 * cycles + 1, batch, seq, smoke)
     specs = [(kind, 3) for kind, _ in VARIANTS[variant]]  # the cadence is the cycle's, whatever the variant's
-    times = fit_once(module, loader, specs, 3 * cycles, warmup, wrap=gate)
+    gates: list[Any] = []
+
+    def wrap(monitors: list[Any]) -> Any:
+        gates.append(gate(monitors))
+        return gates[-1]
+
+    times = fit_once(module, loader, specs, 3 * cycles, warmup, wrap=wrap)
+    spent = gates[0].spent[warmup : warmup + len(times)]
     logged, attached, off = (times[i::3] for i in range(3))
+    off_s = statistics.median(off)
+    # Direct: the time inside the monitors' own hooks, as a share of a monitor-free step.
+    direct = {role: statistics.median(spent[i::3]) / off_s for i, role in enumerate(CYCLE[:2])}
     refs = [(a + b) / 2 for a, b in zip(off, off[1:], strict=False)]  # the off steps before and after cycle k+1
     ratios = {
         "logged": [t / r for t, r in zip(logged[1:], refs, strict=False)],
@@ -243,7 +261,10 @@ def interleaved_steps(variant: str, cycles: int, warmup: int, batch: int, seq: i
     return {
         "variant": variant,
         "cycles": len(refs),
-        "off_median_s": statistics.median(off),
+        "off_median_s": off_s,
+        "hook_share": direct,
+        "direct_every_step": direct["logged"],
+        "direct_every_50": direct["attached"] + direct["logged"] / 50,
         "ratios": ratios,
         "median": med,
         "overhead_every_step": med["logged"] - 1,
@@ -288,6 +309,8 @@ def interleaved_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "every_50": spread([r["overhead_every_50"] for r in runs]),
         "pooled_every_step": pooled["logged"] - 1,
         "pooled_every_50": (pooled["attached"] - 1) + (pooled["logged"] - 1) / 50,
+        "direct_every_step": spread([r["direct_every_step"] for r in runs]),
+        "direct_every_50": spread([r["direct_every_50"] for r in runs]),
         "cycles": sum(r["cycles"] for r in runs),
     }
 
@@ -300,11 +323,16 @@ def interleaved_table(summaries: dict[str, dict[str, Any]]) -> str:
 
     rows = [
         [name, str(s["cycles"]), fmt(s["every_step"]), f"{s['pooled_every_step']:+.1%}", fmt(s["every_50"]),
-         f"{s['pooled_every_50']:+.2%}"]
+         f"{s['pooled_every_50']:+.2%}", fmt(s["direct_every_step"]), fmt(s["direct_every_50"])]
         for name, s in summaries.items()
     ]  # fmt: skip
     header = ["monitors", "cycles", "every step", "(pooled)", "every 50 steps", "(pooled)"]
-    intro = "Adjacent steps (logged / attached / off in turn): overhead, median of the runs [min, max] and pooled."
+    header += ["in hooks, every step", "in hooks, every 50"]
+    intro = (
+        "Adjacent steps (logged / attached / off in turn): step-time overhead against the monitor-free neighbours, "
+        "median of the runs [min, max] and pooled; and the time spent inside the monitors' hooks as a share of a "
+        "monitor-free step."
+    )
     return intro + "\n\n" + markdown_table(header, rows)
 
 

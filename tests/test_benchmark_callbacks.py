@@ -41,4 +41,7 @@ def test_smoke(tmp_path: Path) -> None:
     assert all(r > 0 for r in run["ratios"]["logged"] + run["ratios"]["attached"])
     summary = result["interleaved"]["both"]["summary"]
     assert summary["every_step"]["median"] == pytest.approx(run["median"]["logged"] - 1)
+    # Time inside the monitors' hooks: positive on logged steps (probe forward, norms), and the attached
+    # steps' share (due-checks only) far below it.
+    assert 0 <= run["hook_share"]["attached"] < run["hook_share"]["logged"]
     assert "Adjacent steps" in done.stdout and "| both | 2 |" in done.stdout
