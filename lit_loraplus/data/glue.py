@@ -134,7 +134,7 @@ class GlueDataModule(TokenizedDataModule):
             (two validation loaders, in that order; names in ``val_splits``).
         **loader_kwargs: Settings of :class:`~lit_loraplus.data.base.TokenizedDataModule`
             (max_length, batch_size, eval_batch_size, num_workers, pin_memory, seed, train_subset,
-            val_subset).
+            val_subset, group_by_length).
 
     Attributes:
         num_labels: Classes (1 for STS-B).

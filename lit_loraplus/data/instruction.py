@@ -83,7 +83,8 @@ class InstructionDataModule(TokenizedDataModule):
         val_fraction: Share of training rows held out for validation when there is no ``val_file``.
         max_length: Longest sequence in tokens, EOS included.
         **loader_kwargs: Other settings of :class:`~lit_loraplus.data.base.TokenizedDataModule`
-            (batch_size, eval_batch_size, num_workers, pin_memory, seed, train_subset, val_subset).
+            (batch_size, eval_batch_size, num_workers, pin_memory, seed, train_subset, val_subset,
+            group_by_length).
 
     Attributes:
         num_labels: None (a language model has no classifier head).

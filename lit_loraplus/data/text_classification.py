@@ -83,7 +83,7 @@ class TextClassificationDataModule(TokenizedDataModule):
         file_format: "csv", "tsv" or "jsonl"; None infers it from the file suffix.
         **loader_kwargs: Settings of :class:`~lit_loraplus.data.base.TokenizedDataModule`
             (max_length, batch_size, eval_batch_size, num_workers, pin_memory, seed, train_subset,
-            val_subset).
+            val_subset, group_by_length).
 
     Attributes:
         num_labels: Number of classes.
