@@ -127,6 +127,16 @@ def fsdp_checkpoint_ok(result: dict) -> str:
     return "ok" if (root / "exported" / "adapter_model.safetensors").exists() else "export wrote no adapter"
 
 
+def compile_under_fsdp_refused(folder: Path, data: Path, steps: int) -> str:
+    """``model.compile`` with the FSDP strategy must stop at setup with the module's message."""
+    fsdp = ["--config", str(REPO / "configs/strategy/fsdp.yaml"), "--trainer.accelerator=gpu", "--trainer.devices=1"]
+    try:
+        fit(folder, data, steps, [*fsdp, "--model.compile=true"])
+    except ValueError as err:
+        return "ok" if "`compile=True` is not supported with FSDPStrategy" in str(err) else f"other error: {err}"
+    return "not refused"
+
+
 def arms() -> list[tuple[str, str, list[str], float | None]]:
     """(size, name, extra CLI flags, tolerance or None) of every GPU arm available here."""
     gpu = ["--trainer.accelerator=gpu", "--trainer.devices=1"]
@@ -141,6 +151,7 @@ def arms() -> list[tuple[str, str, list[str], float | None]]:
         "--trainer.callbacks.every_n_train_steps=5",
     ]
     rows.append(("small", "fsdp-1gpu", fsdp, FP32_TOL))
+    rows.append(("small", "compile", [*gpu, "--model.compile=true", "--trainer.precision=bf16-mixed"], HALF_TOL))
     if importlib.util.find_spec("deepspeed"):
         ds = ["--config", str(REPO / "configs/strategy/deepspeed_zero2.yaml"), *gpu, "--trainer.precision=bf16-mixed"]
         rows.append(("small", "deepspeed-zero2", ds, HALF_TOL))
@@ -189,12 +200,16 @@ def main() -> int:
             row["ok"] = bool(ok)
             failed |= not ok
             rows.append(row)
+        refused = compile_under_fsdp_refused(folders["small"], data, args.steps)
+        outcome = "refused at setup, as expected" if refused == "ok" else refused
+        rows.append({"model": "small", "arm": "fsdp + compile", "ok": refused == "ok", "error": outcome})
+        failed |= refused != "ok"
     print(f"\n{torch.cuda.get_device_name()} · torch {torch.__version__} · {args.steps} steps · reference: CPU fp32\n")
     print("| model | arm | step (ms) | peak GPU (MiB) | final loss | max Δadapter / max|w| | lrs = CPU | ok |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['arm']} | error: {r['error']} | | | | | no |")
+            print(f"| {r['model']} | {r['arm']} | {r['error']} | | | | | {'yes' if r['ok'] else 'no'} |")
             continue
         cells = (
             f"{r['step_ms']:.1f} | {r['peak_mib']:.0f} | {r['loss']:.4f} | {r['adapter_diff']:.2e} | {r['lrs_match']}"

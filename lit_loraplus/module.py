@@ -7,6 +7,7 @@ checkpoint trimming from :mod:`lit_loraplus.checkpoint`.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Literal
 
@@ -64,6 +65,25 @@ def optimizer_overrides(optimizer: OptimizerCallable) -> dict[str, Any]:
     return {k: v for k, v in optimizer.keywords.items() if k in ("lr", "weight_decay") and v != defaults.get(k)}
 
 
+def compile_problems(compile: bool | dict[str, Any]) -> list[str]:
+    """What is wrong with a ``compile`` setting (empty if nothing): a bool, or ``torch.compile``'s arguments.
+
+    Args:
+        compile: The ``LoraPlusModule(compile=...)`` value.
+
+    Returns:
+        One message per problem, naming the setting, the value and the fix.
+    """
+    if isinstance(compile, bool):
+        return []
+    if not isinstance(compile, dict):
+        return [f"`compile={compile!r}` must be true/false or a dict of torch.compile arguments."]
+    valid = set(inspect.signature(torch.compile).parameters) - {"model"}
+    if unknown := sorted(set(compile) - valid):
+        return [f"`compile` has unknown torch.compile arguments {unknown}; valid: {sorted(valid)}."]
+    return []
+
+
 class LoraPlusModule(L.LightningModule):
     """Fine-tune a transformers model with LoRA adapters and LoRA+ learning rates (η_B = λ·η_A).
 
@@ -107,6 +127,11 @@ class LoraPlusModule(L.LightningModule):
         model_kwargs: Extra ``from_pretrained`` arguments (``dtype``, ``gguf_file``, ...).
         quantization: QLoRA: load the base model in ``4bit`` (NF4) or ``8bit`` through bitsandbytes
             (CUDA only) and prepare it with ``peft.prepare_model_for_kbit_training``; groups unchanged.
+        compile: Compile the PEFT model's forward with ``torch.compile`` (``nn.Module.compile``: in
+            place, so parameter and checkpoint names do not change): ``True``, or a dict of
+            ``torch.compile`` arguments (``{"mode": "max-autotune", "dynamic": true}``). Off by
+            default (see the README's fast paths for what it measured). Not with FSDP or DeepSpeed
+            (refused at setup: the model would be compiled before the strategy shards it).
 
     Raises:
         ValueError: For bad settings, all listed at once, before any model is loaded.
@@ -146,10 +171,11 @@ class LoraPlusModule(L.LightningModule):
         max_new_tokens: int = 64,
         model_kwargs: dict[str, Any] | None = None,
         quantization: Quantization | None = None,
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
         self._check_settings(task, r, alpha, dropout, bias, init, adapter, optimizer)
-        if problems := quantization_problems(quantization):
+        if problems := quantization_problems(quantization) + compile_problems(compile):
             raise ValueError("Invalid LoraPlusModule settings: " + " ".join(problems))
         validate_optimizer_settings(lr, ratio, weight_decay, embedding_lr, head_lr, magnitude_lr, None)
         self.save_hyperparameters(ignore=["model", "optimizer"])
@@ -242,10 +268,22 @@ class LoraPlusModule(L.LightningModule):
 
                 base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)  # _wrap enables it
             self.model = self._wrap(base)
+        if self.hparams.get("compile") and getattr(self.model, "_compiled_call_impl", None) is None:
+            self._compile()
         if not hasattr(self, "_sizes"):  # before any strategy wraps or shards the model (see distributed.py)
             self._sizes = trainable_sizes(self.model)
         if not hasattr(self, "metric_sets"):
             self.metric_sets = nn.ModuleDict()
+
+    def _compile(self) -> None:
+        strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
+        if "FSDP" in strategy or "DeepSpeed" in strategy:
+            raise ValueError(
+                f"`compile=True` is not supported with {strategy}: the model would be compiled before the "
+                "strategy shards it. Use DDP or a single device, or set `model.compile: false`."
+            )
+        options = self.hparams.compile if isinstance(self.hparams.compile, dict) else {}
+        self.model.compile(**options)
 
     def _metrics(self, stage: str, dataloader_idx: int) -> nn.ModuleDict:
         """The metrics of one evaluation loader, created on first use (one set per loader)."""
