@@ -267,7 +267,9 @@ def create_loraplus_optimizer(
         head_lr: See :func:`loraplus_param_groups`.
         magnitude_lr: See :func:`loraplus_param_groups`.
         compat: See :func:`loraplus_param_groups`.
-        **optimizer_kwargs: Passed to ``optimizer_cls`` (``betas``, ``eps``, ``fused``, ...).
+        **optimizer_kwargs: Passed to ``optimizer_cls`` (``betas``, ``eps``, ``fused``, ...). For the
+            ``torch.optim.Adam``/``AdamW`` classes without ``fused`` or ``foreach`` here, ``fused=True``
+            is added where :func:`fused_supported` (pass ``foreach=True`` or ``fused=False`` to opt out).
 
     Returns:
         The optimizer; its groups keep ``"name"`` and ``"role"``.
@@ -285,7 +287,40 @@ def create_loraplus_optimizer(
         magnitude_lr=magnitude_lr,
         compat=compat,
     )
+    adam = optimizer_cls in (torch.optim.Adam, torch.optim.AdamW)
+    if (
+        adam
+        and not {"fused", "foreach"} & set(optimizer_kwargs)
+        and fused_supported([p for g in groups for p in g["params"]])
+    ):
+        optimizer_kwargs["fused"] = True  # else torch's own default (foreach on CUDA, a loop on CPU)
     return optimizer_cls(groups, lr=lr, **optimizer_kwargs)
+
+
+def fused_supported(params: list[torch.Tensor]) -> bool:
+    """Whether torch's fused Adam/AdamW kernel can update ``params``: plain floating tensors on a device
+    that has it (CPU and CUDA among them).
+
+    ``create_loraplus_optimizer`` turns ``fused=True`` on for ``torch.optim.Adam``/``AdamW`` classes when
+    this holds and the caller set neither ``fused`` nor ``foreach``: one kernel for all LoRA tensors
+    instead of a Python loop over them (measured in the README's fast paths: the update took 0.27× the
+    loop's time on MiniLM, 0.22× on a 30-layer Llama's 420 LoRA tensors, on CPU).
+
+    Args:
+        params: The parameters to be optimized.
+
+    Returns:
+        True if every parameter qualifies.
+    """
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:  # a torch that moved the helper: CPU and CUDA have had the kernel since 2.4
+        devices = {"cpu", "cuda"}
+    return bool(params) and all(
+        type(p) in (torch.Tensor, nn.Parameter) and p.is_floating_point() and p.device.type in devices for p in params
+    )
 
 
 def configure_loraplus_optimizers(

@@ -137,3 +137,18 @@ def test_compat_peft_differs_from_ours_where_peft_is_wrong() -> None:
     emb_a = "base_model.model.roberta.embeddings.word_embeddings.lora_embedding_A.default"
     assert peft_view[bias][0] == pytest.approx(16e-3) and ours[bias][0] == 1e-3
     assert peft_view[emb_a][0] == 1e-6 and ours[emb_a][0] == 1e-3
+
+
+def test_adamw_class_gets_the_fused_kernel_unless_the_caller_chose() -> None:
+    """torch.optim.AdamW/Adam given as a class use fused=True on CPU tensors; an explicit foreach/fused, another
+    optimizer, or a parameter fused cannot take (integer) keeps torch's own default."""
+    from lit_loraplus.optim import fused_supported
+
+    model = lora_bert()
+    assert create_loraplus_optimizer(model, lr=1e-3).defaults["fused"] is True
+    assert create_loraplus_optimizer(model, torch.optim.Adam, lr=1e-3).defaults["fused"] is True
+    assert create_loraplus_optimizer(model, lr=1e-3, foreach=True).defaults["fused"] is None
+    assert create_loraplus_optimizer(model, lr=1e-3, fused=False).defaults["fused"] is False
+    assert create_loraplus_optimizer(model, torch.optim.SGD, lr=1e-3).defaults["fused"] is None
+    assert not fused_supported([torch.zeros(2, dtype=torch.long)]) and not fused_supported([])
+    assert fused_supported([torch.nn.Parameter(torch.zeros(2))])
