@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "callback_overhead.py"
+from benchmark_runner import run_benchmark
 
 
 def test_smoke(tmp_path: Path) -> None:
     """``--smoke`` (baseline vs both monitors every step) writes the JSON with the per-pair ratios and prints
     the markdown table."""
     out = tmp_path / "overhead.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_benchmark("callback_overhead.py", "--smoke", "--out", str(out), timeout=300)
     result = json.loads(out.read_text())
     assert set(result["summary"]) == {"both@1"}
     ratios = result["summary"]["both@1"]
