@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lit_loraplus import checkpoint as ckpt
-from lit_loraplus.distributed import check_groups_across_ranks, describe_groups, trainable_sizes
+from lit_loraplus.distributed import check_groups_across_ranks, describe_groups, strategy_kind, trainable_sizes
 from lit_loraplus.lora import (
     TASKS,
     Init,
@@ -276,11 +276,11 @@ class LoraPlusModule(L.LightningModule):
             self.metric_sets = nn.ModuleDict()
 
     def _compile(self) -> None:
-        strategy = type(self.trainer.strategy).__name__ if self._trainer is not None else ""
-        if "FSDP" in strategy or "DeepSpeed" in strategy:
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if strategy_kind(strategy):
             raise ValueError(
-                f"`compile=True` is not supported with {strategy}: the model would be compiled before the "
-                "strategy shards it. Use DDP or a single device, or set `model.compile: false`."
+                f"`compile=True` is not supported with {type(strategy).__name__}: the model would be compiled "
+                "before the strategy shards it. Use DDP or a single device, or set `model.compile: false`."
             )
         options = self.hparams.compile if isinstance(self.hparams.compile, dict) else {}
         self.model.compile(**options)

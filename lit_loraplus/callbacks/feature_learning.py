@@ -24,6 +24,7 @@ from lit_loraplus.callbacks._logging import (
     setup_fit_logging,
 )
 from lit_loraplus.callbacks._lora_layers import LoraAdapter, matrices, select_adapters, snapshot
+from lit_loraplus.distributed import strategy_kind
 
 ProbeSource = Literal["auto", "val", "train"]
 ForwardFn = Callable[[pl.LightningModule, Any], Any]
@@ -180,7 +181,7 @@ class FeatureLearningMonitor(pl.Callback):
         """
         inputs: dict[nn.Module, Tensor] = {}
         targets = {a.module for a in self._adapters}
-        stop_early = not any(s in type(trainer.strategy).__name__ for s in ("FSDP", "DeepSpeed", "ModelParallel"))
+        stop_early = not strategy_kind(trainer.strategy)
 
         def record(module: nn.Module, args: tuple, kwargs: dict) -> None:
             inputs.setdefault(module, (args[0] if args else kwargs["x"]).detach())  # a shared layer: its first call
