@@ -8,7 +8,8 @@
   ``deepspeed`` package), reported before anything is built.
 - :class:`NoSplitModulesPolicy`: an FSDP auto-wrap policy that wraps the transformer blocks a
   transformers model names in ``_no_split_modules`` (``LlamaDecoderLayer``, ``BertLayer``, ...),
-  so one YAML file serves every architecture.
+  so one YAML file serves every architecture, and each trainable leaf (LoRA A/B) as its own unit,
+  so no flat parameter mixes adapters with frozen weights.
 
 FSDP1 with ``use_orig_params=True`` (Lightning's default since 2.1; with ``False`` the optimizer
 would see flattened parameters and no per-group learning rate could exist) keeps the original
@@ -177,28 +178,40 @@ def strategy_problems(strategy: Any, accelerator: Any) -> list[str]:
 
 
 class NoSplitModulesPolicy:
-    """FSDP auto-wrap policy: wrap every module whose class a transformers model lists in ``_no_split_modules``.
+    """FSDP auto-wrap policy: the transformer blocks, and every module that owns trainable parameters, as units.
 
     transformers models name their transformer block classes in ``_no_split_modules``
     (``LlamaDecoderLayer``, ``BertLayer``, ``GPT2Block``, ...). FSDP visits a parent (``recurse=True``)
     before its children, so the names are collected from the ``PreTrainedModel`` on the way down and
     the blocks below it are wrapped: no per-architecture class list in the YAML.
 
+    Every leaf module with a trainable parameter (the LoRA ``A``/``B`` linears, a trained head or
+    embedding) becomes a unit of its own first, as PEFT's ``fsdp_auto_wrap_policy`` does. Otherwise a
+    block's flat parameter would hold the adapters next to the frozen weights: FSDP1 then refuses a
+    bf16/fp16 base beside fp32 adapters (one flat parameter has one dtype), and in one dtype it computes
+    and keeps gradients for the whole flat parameter, frozen weights included.
+
     Args:
         classes: Extra class names to wrap (in addition to ``_no_split_modules``).
-        min_num_params: Never wrap a module smaller than this (FSDP's size-based rule, 0 = off).
+        min_num_params: Never wrap a block smaller than this (FSDP's size-based rule, 0 = off); trainable
+            leaves are wrapped whatever their size.
+        trainable_units: Wrap the leaves that own trainable parameters as their own units (default).
 
     Example:
         >>> FSDPStrategy(auto_wrap_policy=NoSplitModulesPolicy(), use_orig_params=True)  # doctest: +SKIP
     """
 
-    def __init__(self, classes: list[str] | None = None, min_num_params: int = 0) -> None:
+    def __init__(self, classes: list[str] | None = None, min_num_params: int = 0, trainable_units: bool = True) -> None:
         self.names = set(classes or [])
         self.min_num_params = min_num_params
+        self.trainable_units = trainable_units
 
     def __call__(self, module: nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
         """FSDP's policy protocol: ``recurse`` asks whether to descend, otherwise whether to wrap ``module``."""
         if recurse:
             self.names.update(getattr(module, "_no_split_modules", None) or [])
             return True
+        if self.trainable_units and next(module.children(), None) is None:
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                return True
         return type(module).__name__ in self.names and nonwrapped_numel >= self.min_num_params

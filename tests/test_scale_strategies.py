@@ -68,20 +68,28 @@ def test_fsdp_config_wraps_transformer_blocks_by_no_split_modules() -> None:
 
 def test_fsdp_on_cpu_keeps_roles_groups_and_names() -> None:
     """torch FSDP (gloo, CPU, 1 process; Lightning itself refuses the CPU) around tiny Llama / GPT-2 / BERT LoRA
-    models: the policy wraps exactly the transformer blocks (and BERT's embeddings, listed in its
-    _no_split_modules), roles and groups built after wrapping equal those before, lora_B trains, and the full
-    state dict holds every trainable parameter under its unwrapped name (what the adapter-only checkpoint keeps)."""
+    models: the policy wraps the transformer blocks (and BERT's embeddings, listed in its _no_split_modules) and
+    each trainable leaf on its own, so no flat parameter mixes adapters with frozen weights; roles and groups built
+    after wrapping equal those before, lora_B trains, and the full state dict holds every trainable parameter under
+    its unwrapped name (what the adapter-only checkpoint keeps)."""
     env = os.environ | {"PYTHONPATH": f"{REPO / 'tests'}", "OMP_NUM_THREADS": "1", "MASTER_PORT": "29541"}
     script = REPO / "tests" / "fsdp_cpu_script.py"
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["model"]: r for r in map(json.loads, (line for line in result.stdout.splitlines() if line[:1] == "{"))}
-    assert rows["llama"]["wrapped"] == ["LlamaDecoderLayer"]
-    assert rows["gpt2"]["wrapped"] == ["GPT2Block"]
-    assert "BertLayer" in rows["bert"]["wrapped"]
+    printed = [json.loads(line) for line in result.stdout.splitlines() if line[:1] == "{"]
+    rows = {r["model"]: r for r in printed if r["trainable_units"]}
+    assert rows["llama"]["wrapped"] == ["Linear", "LlamaDecoderLayer"]  # the LoRA A/B linears are units of their own
+    assert rows["gpt2"]["wrapped"] == ["GPT2Block", "Linear"]
+    assert {"BertLayer", "Linear"} <= set(rows["bert"]["wrapped"])
     for row in rows.values():
         assert row["roles_equal"] and row["groups_equal"] and row["b_moved"] and row["trainable_in_full_state_dict"]
+        # no flat parameter mixes adapters with frozen weights: no gradient is computed for a frozen weight, and a
+        # bf16 base beside fp32 adapters (a bf16-mixed run of a bf16 checkpoint) can be wrapped at all
+        assert row["mixed_flat_params"] == 0 and row["frozen_with_grad"] == 0 and row["bf16_base_wraps"]
     assert rows["bert"]["groups"] == ["lora_A", "lora_B", "saved", "saved_no_decay"]
+    (blocks_only,) = [r for r in printed if not r["trainable_units"]]  # what wrapping the blocks alone gives
+    assert blocks_only["mixed_flat_params"] > 0 and blocks_only["frozen_with_grad"] > 0
+    assert not blocks_only["bf16_base_wraps"] and "uniform dtype" in blocks_only["bf16_error"]
 
 
 @no_cuda
