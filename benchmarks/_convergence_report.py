@@ -335,3 +335,26 @@ def markdown_table(summary: dict[str, Any]) -> str:
             f"| {arm} | {metric} | {cells[0]} | {cells[1]} | {steps[0]} | {steps[1]} | {s['best_ratio']['overall']} |"
         )
     return "\n".join(lines)
+
+
+def finder_table(summary: dict[str, Any]) -> str:
+    """The ratio finder's suggestion against the grid's best λ, per arm, as a markdown table ("" if none ran).
+
+    Args:
+        summary: ``{arm: summarise_arm(...)}`` with a ``finder`` entry where the finder phase ran.
+    """
+    rows = [(arm, s["finder"]) for arm, s in summary.items() if s.get("finder")]
+    if not rows:
+        return ""
+    lines = [
+        "| arm | η_A (best cell's) | finder steps | finder's λ | grid's best λ | grid steps apart | within one step |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, f in rows:
+        suggested = "all diverged" if f["suggested_ratio"] is None else f"{f['suggested_ratio']:g}"
+        within = "yes" if f["within_one_step"] else "**no**"
+        lines.append(
+            f"| {arm} | {f['lr']:.3g} | {f['steps']} | {suggested} | {f['grid_best_ratio']:g} "
+            f"| {f['grid_steps_apart']} | {within} |"
+        )
+    return "\n".join(lines)

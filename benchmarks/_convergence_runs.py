@@ -306,8 +306,8 @@ def _data_module(spec: RunSpec, setting: TaskSetting, paths: Paths, tokenizer: s
     return GlueDataModule(spec.task, tokenizer, data_dir=str(paths.glue_dir), **loader)
 
 
-def train_run(spec: RunSpec, setting: TaskSetting, paths: Paths, save_adapter: bool = False) -> dict[str, Any]:
-    """Fine-tune one cell and return its record (settings, curves, final values, timings).
+def build_run(spec: RunSpec, setting: TaskSetting, paths: Paths) -> tuple[Any, Any]:
+    """The module and data module of one cell, seeded with its seed (shared by the runs and the ratio finder).
 
     GLUE arms follow the paper's GLUE recipe (App. C.1) apart from length and data: r = α = 8 on
     query/value, AdamW(0.9, 0.99, eps 1e-8), linear decay, no warm-up. The causal arm follows its
@@ -316,21 +316,17 @@ def train_run(spec: RunSpec, setting: TaskSetting, paths: Paths, save_adapter: b
 
     Args:
         spec: The cell and seed.
-        setting: Steps, evaluation cadence, batch, length and subsets of the task.
-        paths: Inputs and outputs.
-        save_adapter: Also save the trained adapter (causal runs: the MMLU phase scores it later).
+        setting: Batch, length and subsets of the task.
+        paths: Inputs.
 
     Returns:
-        The run record written by the caller: ``spec``, ``setting``, ``train`` ([step, loss]), ``evals``,
-        ``final`` (the last evaluation), ``timing`` (set-up, median wall and CPU seconds per step and per
-        evaluation, the run's wall and CPU seconds).
+        ``(LoraPlusModule, data module)``.
     """
     import lightning as L
     import torch
 
     from lit_loraplus import LoraPlusModule
 
-    started, cpu_started = time.perf_counter(), time.process_time()
     causal = spec.task == CAUSAL_TASK
     model = paths.causal_model if causal else paths.model
     L.seed_everything(spec.seed, verbose=False)
@@ -346,6 +342,28 @@ def train_run(spec: RunSpec, setting: TaskSetting, paths: Paths, save_adapter: b
         model, metrics=data.metrics, init=spec.init, lr=spec.lr, ratio=spec.ratio, lr_schedule="linear",
         optimizer=optimizer, **lora,
     )  # fmt: skip
+    return module, data
+
+
+def train_run(spec: RunSpec, setting: TaskSetting, paths: Paths, save_adapter: bool = False) -> dict[str, Any]:
+    """Fine-tune one cell (:func:`build_run`) and return its record (settings, curves, final values, timings).
+
+    Args:
+        spec: The cell and seed.
+        setting: Steps, evaluation cadence, batch, length and subsets of the task.
+        paths: Inputs and outputs.
+        save_adapter: Also save the trained adapter (causal runs: the MMLU phase scores it later).
+
+    Returns:
+        The run record written by the caller: ``spec``, ``setting``, ``train`` ([step, loss]), ``evals``,
+        ``final`` (the last evaluation), ``timing`` (set-up, median wall and CPU seconds per step and per
+        evaluation, the run's wall and CPU seconds).
+    """
+    import lightning as L
+    import torch
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    module, data = build_run(spec, setting, paths)
     recorder = _curve_recorder_class()()
     trainer = L.Trainer(
         max_steps=setting.steps,

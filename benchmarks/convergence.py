@@ -5,7 +5,7 @@
     R=benchmarks/results/convergence; export OMP_NUM_THREADS=1
     python benchmarks/convergence.py --out $R --tasks sst2,cola --phases grid,seeds &
     python benchmarks/convergence.py --out $R --tasks mrpc,instruct --phases grid,seeds,mmlu; wait
-    python benchmarks/convergence.py --out $R --phases report
+    python benchmarks/convergence.py --out $R --phases finder,report
     python benchmarks/convergence.py --out benchmarks/results/convergence --phases budget  # s/step → budget
     python benchmarks/convergence.py --out /tmp/conv --smoke --model <tiny classifier folder> \\
         --causal-model <tiny causal LM folder>                                              # every arm, seconds
@@ -24,6 +24,8 @@ Phases (``--phases``, comma-separated, in this order):
     grid    seed 0 over ``--lrs`` × ``--ratios`` for every arm (``--causal-ratios`` for the causal arm).
     seeds   seeds 1 .. ``--seeds``-1 (``--causal-seeds``-1) at each arm's best λ = 1 and best λ > 1 cell
             (held-out loss).
+    finder  ``lit_loraplus.tuner.find_ratio`` over the λ grid at the η_A of each arm's best cell, checked
+            against the grid's best λ there (within one grid step?): ``finder/<arm>.json``.
     mmlu    MMLU val accuracy of the base causal LM and of the adapters of those cells.
     report  ``summary.json``, ``figures/heatmap_<arm>.png``, ``figures/curves_<arm>.png``, a markdown table.
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -55,6 +58,7 @@ from _convergence_runs import (  # noqa: E402
     RunSpec,
     TaskSetting,
     build_instruction_set,
+    build_run,
     cached_smollm2,
     mmlu_accuracy,
     read_runs,
@@ -64,7 +68,7 @@ from _convergence_runs import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
-PHASES = ("budget", "grid", "seeds", "mmlu", "report")
+PHASES = ("budget", "grid", "seeds", "finder", "mmlu", "report")
 TASKS = (*GLUE_TASKS, CAUSAL_TASK)
 # η_A: four values, 10^(2/3) apart, spanning two orders of magnitude; λ: the paper's 2^0 .. 2^5.
 LRS = [1e-4, 4.64e-4, 2.15e-3, 1e-2]
@@ -81,6 +85,9 @@ SMOKE_INSTRUCTIONS = {"rows": 24, "held_out": 8}
 # 0-shot on 150 sampled val questions: 5-shot prompts (~600 tokens) cost ~3x more per question on CPU.
 MMLU = {"k_shot": 0, "subset": 150, "subjects": None, "max_length": 1024}
 SMOKE_MMLU = {"k_shot": 1, "subset": 8, "subjects": ["anatomy", "astronomy"], "max_length": 256}
+# Ratio-finder trials: a third of a GLUE run (constant LR, training loss), a third of a causal run.
+FINDER_STEPS = {"glue": 40, CAUSAL_TASK: 20}
+SMOKE_FINDER_STEPS = 4
 TIMING_STEPS = 12  # steps of each budget-phase run (the first interval is dropped)
 BUDGET_MMLU_QUESTIONS = 32  # questions timed by the budget phase
 
@@ -98,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True, help="results folder (created; reruns resume here)")
-    parser.add_argument("--phases", default="grid,seeds,mmlu,report", help=f"comma-separated subset of {PHASES}")
+    parser.add_argument("--phases", default="grid,seeds,finder,mmlu,report", help=f"comma-separated subset of {PHASES}")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {TASKS}")
     parser.add_argument("--lrs", default=",".join(f"{v:g}" for v in LRS), help="η_A grid")
     parser.add_argument("--ratios", default=",".join(f"{v:g}" for v in RATIOS), help="λ grid (must hold 1)")
@@ -252,6 +259,46 @@ class Benchmark:
                 specs += [RunSpec(task, init, lr, ratio, seed) for seed in range(1, self.seed_count(task))]
         self.run(specs)
 
+    def finder(self) -> None:
+        """Run the ratio finder at each arm's best η_A and compare its λ with the grid's best λ there.
+
+        The grid's answer is the λ of the best seed-0 cell over the whole grid (final held-out loss after a
+        full run with linear decay); the finder sees only ``FINDER_STEPS`` steps of training loss at a
+        constant learning rate from the same seed-0 initial state, as a user would run it.
+        """
+        for task, init in self.arms():
+            arm = report.arm_name(task, init)
+            path = self.args.out / "finder" / f"{arm}.json"
+            grid = [r for r in self.records(task, init) if r["spec"]["seed"] == 0]
+            if path.exists() or time.monotonic() > self.deadline:
+                continue
+            if len(grid) < len(self.args.lrs) * len(self.ratios(task)) or (best := report.best_cell(grid)) is None:
+                print(f"{arm}: grid incomplete or diverged, no ratio-finder check yet", flush=True)
+                continue
+            from lit_loraplus.tuner import find_ratio
+
+            lr, ratios = best[0], self.ratios(task)
+            started = time.perf_counter()
+            module, data = build_run(RunSpec(task, init, lr, 1.0, 0), self.settings[task], self.paths)
+            steps = SMOKE_FINDER_STEPS if self.args.smoke else FINDER_STEPS.get(task, FINDER_STEPS["glue"])
+            result = find_ratio(module, data, ratios=ratios, steps=steps)
+            row = {str(report.cell_key(r)[1]): report.final_value(r, "loss") for r in grid if r["spec"]["lr"] == lr}
+            suggested = result.suggested_ratio
+            apart = None if suggested is None else abs(ratios.index(suggested) - ratios.index(best[1]))
+            record = {
+                "arm": arm, "lr": lr, "ratios": ratios, "steps": steps, "grid_best_ratio": best[1],
+                "grid_row_loss": row, "suggested_ratio": suggested, "grid_steps_apart": apart,
+                "within_one_step": apart is not None and apart <= 1, "wall_s": time.perf_counter() - started,
+                "finder": result.to_dict(),
+            }  # fmt: skip
+            write_json_atomic(path, record)
+            (self.args.out / "figures").mkdir(parents=True, exist_ok=True)
+            try:
+                result.plot(save_to=self.args.out / "figures" / f"finder_{arm}.png")
+            except ImportError as err:  # matplotlib is an extra
+                print(f"no finder plot ({err})", flush=True)
+            print(f"finder {arm} at η_A={lr:g}: λ={suggested} vs the grid's {best[1]:g} ({apart} steps apart)")
+
     def mmlu_phase(self) -> None:
         """MMLU val accuracy of the base causal LM and of every seed's adapter at the causal arm's best cells."""
         if CAUSAL_TASK not in self.args.tasks:
@@ -341,11 +388,16 @@ class Benchmark:
                      for n in ("best_lora", "best_loraplus")}  # fmt: skip
             if all(cells.values()):
                 report.plot_curves(arm, best, cells["best_lora"], cells["best_loraplus"], figures / f"curves_{arm}.png")
+            if (found := self.args.out / "finder" / f"{arm}.json").exists():
+                keep = ("lr", "steps", "suggested_ratio", "grid_best_ratio", "grid_steps_apart", "within_one_step")
+                summary[arm]["finder"] = {k: v for k, v in json.loads(found.read_text()).items() if k in keep}
             if task == CAUSAL_TASK:
                 runs = {n: [r["run_id"] for r in found] for n, found in cells.items()}
                 summary[arm]["mmlu"] = report.mmlu_summary(self.args.out / "mmlu", runs)
         write_json_atomic(self.args.out / "summary.json", summary)
         print(report.markdown_table(summary))
+        if finder := report.finder_table(summary):
+            print("\n" + finder)
         return summary
 
 
@@ -359,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = Benchmark(args)
     for phase in PHASES:
         if phase in args.phases:
-            {"budget": bench.budget, "grid": bench.grid, "seeds": bench.seeds, "mmlu": bench.mmlu_phase,
-             "report": bench.report}[phase]()  # fmt: skip
+            {"budget": bench.budget, "grid": bench.grid, "seeds": bench.seeds, "finder": bench.finder,
+             "mmlu": bench.mmlu_phase, "report": bench.report}[phase]()  # fmt: skip
     return 0
 
 

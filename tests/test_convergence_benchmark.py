@@ -106,7 +106,7 @@ def test_smoke_runs_every_arm_and_resumes(tmp_path, tiny_bert_dir, tiny_llama_di
     out = tmp_path / "results"
     common = ["--out", str(out), "--model", str(tiny_bert_dir), "--causal-model", str(tiny_llama_dir)]
     common += ["--glue-dir", str(glue_dir), "--mmlu-dir", str(mmlu_dir)]
-    _smoke([*common, "--phases", "budget,grid,seeds,mmlu,report"])
+    _smoke([*common, "--phases", "budget,grid,seeds,finder,mmlu,report"])
 
     arms = ["sst2-standard", "sst2-loraplus", "cola-standard", "mrpc-standard", "instruct-standard"]
     records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
@@ -132,6 +132,16 @@ def test_smoke_runs_every_arm_and_resumes(tmp_path, tiny_bert_dir, tiny_llama_di
             finals = [r["final"]["loss"] for r in mine if (r["spec"]["lr"], r["spec"]["ratio"]) == cell]
             assert s[name]["loss"]["mean"] == pytest.approx(sum(finals) / 2)
         assert set(s["steps_to_target"]) == {"loss", s["metric"]}
+        finder = json.loads((out / "finder" / f"{arm}.json").read_text())
+        best = min(grid, key=grid.get)  # the finder is checked against the best cell of the whole seed-0 grid
+        assert (finder["lr"], finder["grid_best_ratio"]) == best
+        assert finder["grid_row_loss"] == {str(ratio): v for (lr, ratio), v in grid.items() if lr == best[0]}
+        assert [t["ratio"] for t in finder["finder"]["trials"]] == [1.0, 4.0]
+        assert all(len(t["losses"]) == 4 for t in finder["finder"]["trials"])
+        apart = abs([1.0, 4.0].index(finder["suggested_ratio"]) - [1.0, 4.0].index(best[1]))
+        assert finder["grid_steps_apart"] == apart and finder["within_one_step"] == (apart <= 1)
+        assert s["finder"]["suggested_ratio"] == finder["suggested_ratio"]
+        assert (out / "figures" / f"finder_{arm}.png").stat().st_size > 0
     mmlu = summary["instruct-standard"]["mmlu"]
     assert {"base", "best_lora", "best_loraplus"} <= mmlu.keys()
     p, n = mmlu["base"]["accuracy"], mmlu["base"]["n"]
