@@ -151,6 +151,9 @@ def arms() -> list[tuple[str, str, list[str], float | None]]:
         "--trainer.callbacks.every_n_train_steps=5",
     ]
     rows.append(("small", "fsdp-1gpu", fsdp, FP32_TOL))
+    # a bf16 base beside fp32 adapters: FSDP1 wraps it only because the policy makes each LoRA leaf its own unit
+    bf16_base = [*fsdp[:2], *gpu, "--trainer.precision=bf16-mixed", "--model.model_kwargs={dtype: bfloat16}"]
+    rows.append(("small", "fsdp-1gpu bf16 base", bf16_base, HALF_TOL))
     rows.append(("small", "compile", [*gpu, "--model.compile=true", "--trainer.precision=bf16-mixed"], HALF_TOL))
     if importlib.util.find_spec("deepspeed"):
         ds = ["--config", str(REPO / "configs/strategy/deepspeed_zero2.yaml"), *gpu, "--trainer.precision=bf16-mixed"]
