@@ -9,10 +9,10 @@ Pure arithmetic, standard library only. Settings (columns), all ``bf16-mixed`` w
 (PEFT upcasts adapters to fp32; Lightning's autocast computes in bf16):
 
     DDP        replicated base, loaded in bf16 (``model.model_kwargs: {dtype: bfloat16}``)
-    FSDP       ``configs/strategy/fsdp.yaml`` as it is: FULL_SHARD, blocks wrapped by ``_no_split_modules``,
-               ``use_orig_params=True``. LoRA A/B sit in the same flat parameter as the frozen block
-               weights, so FSDP1 needs one dtype there (fp32 base) and computes and keeps gradients for
-               the whole flat parameter: the frozen weights' gradients are real memory and FLOPs.
+    FSDP       ``configs/strategy/fsdp.yaml``: FULL_SHARD, ``use_orig_params=True``, Lightning's bf16
+               ``MixedPrecision`` (param and reduce dtype bf16); ``NoSplitModulesPolicy`` wraps each decoder
+               layer, and each LoRA A/B linear as a unit of its own, so the frozen flat parameters hold the
+               bf16 base only (sharded, no gradients) and the fp32 adapters are sharded beside them.
     QLoRA      DDP over a 4-bit NF4 base (bitsandbytes, double quantisation), as ``model.quantization: 4bit``
 
 each with and without gradient checkpointing (``+ckpt``: HF's per-decoder-layer checkpointing).
@@ -22,8 +22,9 @@ Transformer Models"), s·b·h·(34 + 5·a·s/h) bytes per layer for a GPT block 
 by tensor for a Llama block under LoRA (see :func:`layer_activation_bytes_per_token`). FLOPs: a frozen
 base costs 2 FLOPs per weight per token forward and 2 backward (input gradients only), LoRA 2 + 4, the
 attention score/value products 4·s·h per layer forward and twice that backward; checkpointing recomputes
-the decoder layers' forward. Step time = FLOPs / (utilisation × peak), plus NF4 dequantisation (memory
-bound) for QLoRA; communication is listed beside it (it overlaps compute at best).
+the decoder layers' forward (the same under all three: FSDP computes no frozen-weight gradients). Step
+time = FLOPs / (utilisation × peak), plus NF4 dequantisation (memory bound) for QLoRA; communication is
+listed beside it (it overlaps compute at best).
 """
 
 from __future__ import annotations
@@ -187,6 +188,14 @@ def parameter_count(shape: LlamaShape) -> int:
     return shape.vocab * shape.hidden + shape.layers * per_layer + shape.hidden + head_parameters(shape)
 
 
+def block_parameters(shape: LlamaShape) -> int:
+    """Parameters inside the decoder layers (7 projections + 2 RMSNorm weights each): FSDP's block units.
+
+    The rest (embeddings, final norm, head) is FSDP's root unit.
+    """
+    return shape.layers * (layer_linear_parameters(shape) + 2 * shape.hidden)
+
+
 def lora_parameter_count(shape: LlamaShape, r: int, targets: Sequence[str] = PROJECTIONS) -> int:
     """Trainable LoRA parameters: r·(in + out) per adapted projection (A is r×in, B is out×r), per layer.
 
@@ -214,7 +223,6 @@ def layer_activation_bytes_per_token(
     r: int,
     targets: Sequence[str] = PROJECTIONS,
     dropout_mask_bytes: int = 1,
-    frozen_grads: bool = False,
 ) -> int:
     """Bytes one decoder layer saves for backward, per token, under bf16 autocast with SDPA attention.
 
@@ -228,18 +236,16 @@ def layer_activation_bytes_per_token(
     - Frozen projections save no input for their own weight gradient (none of a trained block's
       2·h + 2·h + 2·I), but every adapted one saves one for A's gradient: PEFT casts the input to the fp32
       adapter dtype, applies dropout (its mask is kept) and autocast casts it back to bf16, a copy per
-      module: (2 + mask)·in per adapted module, plus A's output 2·r (B's input).
-    - ``frozen_grads`` (FSDP with LoRA inside the block's flat parameter): the frozen weights get
-      gradients too, so their inputs are saved as in full fine-tuning: 2·h (q/k/v) + 2·a·d (o) + 2·h
-      (gate/up) + 2·I (down) + 2 × 2·h (the RMSNorm weight products).
+      module: (2 + mask)·in per adapted module, plus A's output 2·r (B's input). (Under FSDP's bf16
+      param dtype the adapters compute in bf16: no fp32 cast, but the dropout output is the same bf16 copy.)
 
     Args:
         shape: The model sizes.
         r: LoRA rank.
         targets: Adapted projections.
         dropout_mask_bytes: Bytes per element of the LoRA dropout mask: 1 on GPU (fused dropout keeps a
-            bool mask), 4 on CPU (an fp32 mask), 0 without LoRA dropout.
-        frozen_grads: Gradients are also computed for the frozen block weights.
+            bool mask), on CPU the input's element size (4 for fp32 adapters, 2 for bf16 ones), 0 without
+            LoRA dropout.
 
     Returns:
         Bytes per token per layer.
@@ -250,8 +256,7 @@ def layer_activation_bytes_per_token(
     feed_forward = 3 * 2 * mlp
     shapes = projection_shapes(shape)
     lora = sum((2 + dropout_mask_bytes) * shapes[t][0] + 2 * r for t in targets)
-    frozen = 2 * h + 2 * q + 2 * h + 2 * mlp + 2 * 2 * h if frozen_grads else 0
-    return norms + attention + feed_forward + lora + frozen
+    return norms + attention + feed_forward + lora
 
 
 def head_activation_bytes_per_token(shape: LlamaShape) -> int:
@@ -265,14 +270,14 @@ def head_activation_bytes_per_token(shape: LlamaShape) -> int:
 
 
 def activation_bytes(
-    shape: LlamaShape, r: int, tokens: int, checkpointing: bool, residual_bytes: int = 2, frozen_grads: bool = False
+    shape: LlamaShape, r: int, tokens: int, checkpointing: bool, residual_bytes: int = 2, lora_copies: bool = True
 ) -> float:
     """Activation memory of the decoder layers for ``tokens`` = micro-batch × sequence tokens on one GPU.
 
     Without checkpointing every layer keeps its saved tensors: L × per-layer bytes. With per-layer
     checkpointing only each layer's input (the residual stream, ``residual_bytes``·h per token) is kept,
-    plus one layer's full set while it is recomputed in backward. Also counted: the bf16 copies of the
-    LoRA weights that autocast saves (2 bytes per adapter parameter, token-independent).
+    plus one layer's full set while it is recomputed in backward. Also counted (``lora_copies``): the bf16
+    copies of the fp32 LoRA weights that autocast saves (2 bytes per adapter parameter, token-independent).
 
     Args:
         shape: The model sizes.
@@ -281,14 +286,15 @@ def activation_bytes(
         checkpointing: Per-layer activation checkpointing.
         residual_bytes: Bytes per element of the residual stream (2 in bf16; 4 under QLoRA, whose
             embeddings ``prepare_model_for_kbit_training`` keeps in fp32).
-        frozen_grads: See :func:`layer_activation_bytes_per_token`.
+        lora_copies: Autocast casts the LoRA weights to bf16 (DDP, QLoRA). False under FSDP, which gathers
+            them in bf16 already; autograd saves those gathered weights, whose storage FSDP frees at reshard.
 
     Returns:
         Bytes.
     """
-    layer = layer_activation_bytes_per_token(shape, r, frozen_grads=frozen_grads) * tokens
+    layer = layer_activation_bytes_per_token(shape, r) * tokens
     kept = shape.layers * residual_bytes * shape.hidden * tokens + layer if checkpointing else shape.layers * layer
-    return kept + 2 * lora_parameter_count(shape, r)
+    return kept + (2 * lora_parameter_count(shape, r) if lora_copies else 0)
 
 
 def memory_per_gpu(
@@ -309,27 +315,26 @@ def memory_per_gpu(
     """
     n = parameter_count(shape)
     lora = lora_parameter_count(shape, r)
-    block_weights = shape.layers * (layer_linear_parameters(shape) + 2 * shape.hidden)
     fsdp = setting.strategy == "fsdp"
     shard = gpus if fsdp else 1
     if setting.strategy == "qlora":
         quantised = shape.layers * layer_linear_parameters(shape)
         base = quantised * NF4_BITS / 8 + (n - quantised) * 4  # embeddings, head, norms in fp32
     else:
-        base = n * (4 if fsdp else 2) / shard  # FSDP1 flat parameters need one dtype: fp32 like the adapters
+        base = n * 2 / shard  # bf16; under FSDP the LoRA units are separate, so the base flat params stay bf16
     # FSDP all-gathers in bf16: the root unit (embeddings, head, final norm) stays gathered from forward to
-    # backward; two blocks are in flight (the current one and the prefetched next one).
-    gathered = ((n - block_weights) + 2 * block_weights / shape.layers) * 2 if fsdp else 0.0
+    # backward; two blocks are in flight (the current one and the prefetched next one), with their LoRA units.
+    blocks = block_parameters(shape)
+    gathered = ((n - blocks) + 2 * (blocks + lora) / shape.layers) * 2 if fsdp else 0.0
     tokens = micro_batch * seq
     residual = 4 if setting.strategy == "qlora" else 2
-    activations = activation_bytes(shape, r, tokens, setting.checkpointing, residual, frozen_grads=fsdp)
+    activations = activation_bytes(shape, r, tokens, setting.checkpointing, residual, lora_copies=not fsdp)
     head = head_activation_bytes_per_token(shape) * tokens
     rows = {
         "base weights": base,
         "FSDP gathered bf16 working set": gathered,
         "LoRA weights (fp32)": lora * 4 / shard,
         "LoRA gradients (fp32)": lora * 4 / shard,
-        "FSDP gradients of frozen block weights (fp32)": block_weights * 4 / gpus if fsdp else 0.0,
         "AdamW state (fp32 m, v)": lora * 8 / shard,
         "DDP gradient buckets": 0.0 if fsdp else lora * 4,
         "activations (decoder layers)": activations,
@@ -344,8 +349,8 @@ def flops_per_token(shape: LlamaShape, r: int, seq: int, setting: Setting) -> di
     """Matmul FLOPs per token of one training step: forward, backward, recompute (frozen base, LoRA on 7).
 
     forward   2·(L·P_layer + P_head) + 2·P_lora + 4·L·s·a·d
-    backward  2·(L·P_layer + P_head) + 4·P_lora + 8·L·s·a·d   (input gradients only for frozen weights;
-              LoRA: input and weight gradients; + 2·L·P_layer when FSDP computes the frozen weights' gradients)
+    backward  2·(L·P_layer + P_head) + 4·P_lora + 8·L·s·a·d   (input gradients only for frozen weights,
+              under FSDP too; LoRA: input and weight gradients)
     recompute 2·L·P_layer + 2·P_lora + 4·L·s·a·d               (checkpointing: the decoder layers' forward)
 
     P_layer: one layer's projection weights; the embedding lookup has no FLOPs. The attention term counts
@@ -366,14 +371,13 @@ def flops_per_token(shape: LlamaShape, r: int, seq: int, setting: Setting) -> di
     attention = 4 * shape.layers * seq * shape.heads * shape.head_dim
     forward = 2 * (layers + head_parameters(shape)) + 2 * lora + attention
     backward = 2 * (layers + head_parameters(shape)) + 4 * lora + 2 * attention
-    wasted = 2 * layers if setting.strategy == "fsdp" else 0
     recompute = 2 * layers + 2 * lora + attention if setting.checkpointing else 0
     return {
         "forward": forward,
-        "backward": backward + wasted,
+        "backward": backward,
         "recompute": recompute,
         "model": forward + backward,
-        "executed": forward + backward + wasted + recompute,
+        "executed": forward + backward + recompute,
     }
 
 
@@ -394,9 +398,10 @@ def step_time(
     compute = tokens per GPU × executed FLOPs per token / (utilisation × peak). QLoRA adds the NF4
     dequantisation, memory bound: each pass over the quantised weights reads 4.13 bits and writes 16 bits
     per weight, once in forward, once in backward, once more in recompute. Communication per GPU:
-    DDP all-reduces the fp32 LoRA gradients, 2·(G−1)/G·4·P_lora bytes; FSDP all-gathers the bf16 weights
-    in forward and again in backward and reduce-scatters the (bf16) block gradients, frozen ones included:
-    (G−1)/G·(2·2·N + 2·L·P_block) bytes.
+    DDP all-reduces the fp32 LoRA gradients, 2·(G−1)/G·4·P_lora bytes; FSDP (bf16 param and reduce dtype)
+    all-gathers the root unit once (it stays gathered from forward to backward), the blocks and LoRA units
+    in forward and again in backward, and reduce-scatters only the LoRA gradients (the frozen flat
+    parameters have none): (G−1)/G·(2·P_root + 2·2·(P_blocks + P_lora) + 2·P_lora) bytes.
 
     Args:
         shape: The model sizes.
@@ -423,11 +428,12 @@ def step_time(
         passes = 3 if setting.checkpointing else 2
         dequant = passes * shape.layers * layer_linear_parameters(shape) * (NF4_BITS / 8 + 2) / (hbm_tbps * 1e12)
     share = (gpus - 1) / gpus
+    lora = lora_parameter_count(shape, r)
     if setting.strategy == "fsdp":
-        block = shape.layers * (layer_linear_parameters(shape) + 2 * shape.hidden)
-        moved = share * (2 * 2 * parameter_count(shape) + 2 * block)
+        blocks = block_parameters(shape)
+        moved = share * (2 * (parameter_count(shape) - blocks) + 2 * 2 * (blocks + lora) + 2 * lora)
     else:
-        moved = 2 * share * 4 * lora_parameter_count(shape, r)
+        moved = 2 * share * 4 * lora
     comm = moved / (link_gbps * 1e9)
     step = max(compute + dequant, comm)
     return {

@@ -25,6 +25,8 @@ from scaling_sketch import (  # noqa: E402
     PROJECTIONS,
     SETTINGS,
     LlamaShape,
+    activation_bytes,
+    block_parameters,
     flops_per_token,
     layer_activation_bytes_per_token,
     layer_linear_parameters,
@@ -76,6 +78,7 @@ def test_parameter_count_equals_transformers(config: LlamaConfig) -> None:
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     assert parameter_count(shape_of(config)) == sum(p.numel() for p in model.parameters())
+    assert block_parameters(shape_of(config)) == sum(p.numel() for p in model.model.layers.parameters())
 
 
 def test_parameter_count_sequence_classifier() -> None:
@@ -106,14 +109,17 @@ def test_lora_count_equals_peft() -> None:
         lora_parameter_count(LLAMA_7B, 0)
 
 
-def saved_bytes(layers: int, tokens: tuple[int, int]) -> int:
+def saved_bytes(layers: int, tokens: tuple[int, int], bf16_adapters: bool = False) -> int:
     """Bytes of the tensors autograd saves in one forward of a tiny bf16 Llama (SDPA) + LoRA (r 8, all 7,
-    dropout 0.1) under CPU bf16 autocast; parameters and tensors sharing their storage are not counted."""
+    dropout 0.1) under CPU bf16 autocast; parameters and tensors sharing their storage are not counted.
+    ``bf16_adapters``: the LoRA weights in bf16, as FSDP's bf16 param dtype gathers them."""
     config = tiny_llama_config()  # hidden 32, 4 heads, MLP 64, vocab 128
     config.num_hidden_layers, config.num_key_value_heads = layers, 4  # no GQA, as Llama-2-7B
     torch.manual_seed(0)
     base = LlamaForCausalLM(config).to(torch.bfloat16)
     model = get_peft_model(base, LoraConfig(r=8, lora_dropout=0.1, target_modules=list(PROJECTIONS))).train()
+    if bf16_adapters:
+        model.to(torch.bfloat16)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -131,32 +137,44 @@ def saved_bytes(layers: int, tokens: tuple[int, int]) -> int:
 
 def test_layer_activation_formula_equals_saved_tensors() -> None:
     """One more decoder layer makes autograd save what ``layer_activation_bytes_per_token`` says, per token, plus
-    the bf16 copies autocast makes of that layer's LoRA weights (2 bytes each), on a real tiny Llama (layers ≥ 1:
-    layer 0's input, the frozen embedding output, needs no gradient). CPU dropout keeps an fp32 mask (4 bytes per
-    element; CUDA's fused dropout a 1-byte one)."""
+    the bf16 copies autocast makes of that layer's fp32 LoRA weights (2 bytes each), on a real tiny Llama (layers
+    ≥ 1: layer 0's input, the frozen embedding output, needs no gradient). With bf16 adapters (FSDP) the same
+    bytes per token and no weight copies. CPU dropout keeps its mask in the input's dtype (4 bytes per element
+    for fp32 adapters, 2 for bf16; CUDA's fused dropout a 1-byte one)."""
     shape = LlamaShape(**{**shape_of(tiny_llama_config()).__dict__, "kv_heads": 4})
+    lora_weight_copies = 2 * lora_parameter_count(shape, 8) // shape.layers
     for tokens in ((2, 16), (3, 24)):
-        per_layer = saved_bytes(3, tokens) - saved_bytes(2, tokens)
-        lora_weight_copies = 2 * lora_parameter_count(shape, 8) // shape.layers
-        per_token = layer_activation_bytes_per_token(shape, 8, dropout_mask_bytes=4)
-        assert per_layer == per_token * tokens[0] * tokens[1] + lora_weight_copies
+        for bf16_adapters in (False, True):
+            per_layer = saved_bytes(3, tokens, bf16_adapters) - saved_bytes(2, tokens, bf16_adapters)
+            per_token = layer_activation_bytes_per_token(shape, 8, dropout_mask_bytes=2 if bf16_adapters else 4)
+            copies = 0 if bf16_adapters else lora_weight_copies
+            assert per_layer == per_token * tokens[0] * tokens[1] + copies
 
 
 def test_memory_sharding_checkpointing_and_nf4() -> None:
-    """FSDP divides every per-parameter row by the GPU count (its fp32 flat parameters hold twice DDP's bf16
-    base); checkpointing lowers activations to the layer inputs plus one layer; NF4 costs 4.1-4.5 bits per
-    quantised weight; micro-batch changes only the token-proportional rows."""
+    """FSDP divides every per-parameter row by the GPU count (bf16 base shards: the LoRA units keep the fp32
+    adapters out of the base's flat parameters) and keeps no gradient of a frozen weight; checkpointing lowers
+    activations to the layer inputs plus one layer; NF4 costs 4.1-4.5 bits per quantised weight; micro-batch
+    changes only the token-proportional rows."""
     n, lora = parameter_count(LLAMA_7B), lora_parameter_count(LLAMA_7B, 8)
     for gpus in (2, 8):
         ddp = memory_per_gpu(LLAMA_7B, setting("DDP"), 8, 128, 4, gpus)
         fsdp = memory_per_gpu(LLAMA_7B, setting("FSDP"), 8, 128, 4, gpus)
+        assert list(fsdp) == list(ddp) and not any("frozen" in row for row in fsdp)  # no frozen-gradient row
         assert ddp["base weights"] == n * 2
-        assert fsdp["base weights"] == pytest.approx(ddp["base weights"] * 2 / gpus)
+        assert fsdp["base weights"] == pytest.approx(ddp["base weights"] / gpus)
         for row in ("LoRA weights (fp32)", "LoRA gradients (fp32)", "AdamW state (fp32 m, v)"):
             assert fsdp[row] == pytest.approx(ddp[row] / gpus)
         assert ddp["LoRA weights (fp32)"] == lora * 4 and ddp["AdamW state (fp32 m, v)"] == lora * 8
-        # fp32 shards of the base and of its gradients: 16 bytes per weight over G, against DDP's 2
-        assert (fsdp["total"] < ddp["total"]) == (gpus == 8)
+        # bf16 base over G plus the gathered root and two blocks: below DDP's replicated base from 2 GPUs on
+        assert fsdp["base weights"] + fsdp["FSDP gathered bf16 working set"] < ddp["base weights"]
+        assert fsdp["total"] < ddp["total"]
+    for ckpt in (False, True):
+        # the frozen weights save no input under FSDP either; only autocast's bf16 LoRA weight copies go
+        ddp = activation_bytes(LLAMA_7B, 8, 512, ckpt)
+        assert activation_bytes(LLAMA_7B, 8, 512, ckpt, lora_copies=False) == ddp - 2 * lora
+        fsdp_row = memory_per_gpu(LLAMA_7B, setting("FSDP" + " +ckpt" * ckpt), 8, 128, 4, 8)
+        assert fsdp_row["activations (decoder layers)"] == ddp - 2 * lora
     for strategy in ("DDP", "FSDP", "QLoRA"):
         for b in (4, 32):
             plain = memory_per_gpu(LLAMA_7B, setting(strategy), 8, 128, b, 8)["activations (decoder layers)"]
@@ -191,6 +209,22 @@ def test_flops_and_step_time() -> None:
     assert t8["step_s"] == pytest.approx(2 * t4["step_s"]) and t4["mfu_achieved"] == pytest.approx(0.4)
     q = step_time(LLAMA_7B, setting("QLoRA"), 8, 128, 4, 8, mfu=0.4, peak_tflops=989)
     assert q["dequant_s"] > 0 and q["step_s"] > t4["step_s"] and q["mfu_achieved"] < 0.4
+
+
+def test_fsdp_flops_and_communication() -> None:
+    """FSDP runs DDP's FLOPs (no frozen-weight gradients), with and without checkpointing; it moves the bf16 block
+    weights twice per step (forward and backward all-gathers), whatever the micro-batch, and only LoRA gradients
+    on top: more than the blocks' two gathers, less than gathering and reduce-scattering all N weights."""
+    for suffix in ("", " +ckpt"):
+        assert flops_per_token(LLAMA_7B, 8, 128, setting("FSDP" + suffix)) == flops_per_token(
+            LLAMA_7B, 8, 128, setting("DDP" + suffix)
+        )
+    fsdp4, fsdp32 = (step_time(LLAMA_7B, setting("FSDP"), 8, 128, b, 8, mfu=0.4, peak_tflops=989) for b in (4, 32))
+    ddp4 = step_time(LLAMA_7B, setting("DDP"), 8, 128, 4, 8, mfu=0.4, peak_tflops=989)
+    assert fsdp4["compute_s"] == ddp4["compute_s"] and fsdp4["comm_s"] == fsdp32["comm_s"] > 100 * ddp4["comm_s"]
+    moved = fsdp4["comm_s"] * 360e9 / (7 / 8)
+    assert 2 * 2 * block_parameters(LLAMA_7B) < moved < 3 * 2 * parameter_count(LLAMA_7B)
+    assert fsdp4["step_s"] == fsdp4["comm_s"] and fsdp32["step_s"] == fsdp32["compute_s"]  # comm-bound at 4 only
 
 
 def test_cli_prints_tables() -> None:
