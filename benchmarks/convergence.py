@@ -73,6 +73,8 @@ TASKS = (*GLUE_TASKS, CAUSAL_TASK)
 # η_A: four values, 10^(2/3) apart, spanning two orders of magnitude; λ: the paper's 2^0 .. 2^5.
 LRS = [1e-4, 4.64e-4, 2.15e-3, 1e-2]
 RATIOS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
+# The causal arm (~10x dearer a step) drops η_A = 1e-2: with AdamW and λ up to 16, B would step at up to 0.16.
+CAUSAL_LRS = LRS[:3]
 SETTINGS = {  # chosen with the budget phase's timings (see the README): ≈ 4 h of one-thread CPU time in all
     "sst2": TaskSetting(steps=120, eval_every=30, batch_size=16, max_length=64, train_subset=4000, val_subset=500),
     "cola": TaskSetting(steps=120, eval_every=30, batch_size=16, max_length=64, train_subset=4000, val_subset=500),
@@ -111,6 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ratios", default=",".join(f"{v:g}" for v in RATIOS), help="λ grid (must hold 1)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds at the best cells (seed 0 is the grid's)")
     parser.add_argument("--causal-ratios", default="1,4,16", help="λ grid of the causal arm (~10x dearer a step)")
+    parser.add_argument(
+        "--causal-lrs", default=",".join(f"{v:g}" for v in CAUSAL_LRS), help="η_A grid of the causal arm"
+    )
     parser.add_argument("--causal-seeds", type=int, default=2, help="seeds at the causal arm's best cells")
     parser.add_argument("--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, CoLA/, MRPC/)")
     parser.add_argument("--mmlu-dir", type=Path, default=DATA / "mmlu", help="MMLU CSV folder (dev/, val/)")
@@ -122,13 +127,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.phases, args.tasks = args.phases.split(","), args.tasks.split(",")
     try:
-        for name in ("lrs", "ratios", "causal_ratios"):
+        for name in ("lrs", "ratios", "causal_lrs", "causal_ratios"):
             setattr(args, name, [float(v) for v in getattr(args, name).split(",")])
     except ValueError as err:
-        parser.error(f"`--lrs`, `--ratios` and `--causal-ratios` take comma-separated numbers ({err}), e.g. 1,4,16.")
+        parser.error(
+            f"`--lrs`, `--ratios`, `--causal-lrs` and `--causal-ratios` take comma-separated numbers ({err}), "
+            "e.g. 1,4,16."
+        )
     if args.smoke:
-        args.lrs, args.ratios, args.causal_ratios, args.seeds, args.causal_seeds = (
+        args.lrs, args.causal_lrs, args.ratios, args.causal_ratios, args.seeds, args.causal_seeds = (
             args.lrs[-2:],
+            args.causal_lrs[-2:],
             [1.0, 4.0],
             [1.0, 4.0],
             2,
@@ -148,8 +157,9 @@ def check_args(args: argparse.Namespace) -> list[str]:
         problems.append(f"`--phases` holds {bad}: use a comma-separated subset of {list(PHASES)}.")
     if bad := [t for t in args.tasks if t not in TASKS]:
         problems.append(f"`--tasks` holds {bad}: use a comma-separated subset of {list(TASKS)}.")
-    if bad := [v for v in args.lrs if not (v > 0 and math.isfinite(v))]:
-        problems.append(f"`--lrs` holds {bad}: learning rates must be positive numbers.")
+    for option, lrs in (("--lrs", args.lrs), ("--causal-lrs", args.causal_lrs)):
+        if bad := [v for v in lrs if not (v > 0 and math.isfinite(v))]:
+            problems.append(f"`{option}` holds {bad}: learning rates must be positive numbers.")
     for option, ratios in (("--ratios", args.ratios), ("--causal-ratios", args.causal_ratios)):
         if 1.0 not in ratios or min(ratios) < 1:
             problems.append(f"`{option}={ratios}` must contain 1 (plain LoRA) and values >= 1 (LoRA+).")
@@ -220,8 +230,11 @@ class Benchmark:
 
     def grid(self) -> None:
         """Seed 0 over every (η_A, λ) of every arm."""
-        a = self.args
-        self.run([RunSpec(t, i, lr, r, 0) for t, i in self.arms() for lr in a.lrs for r in self.ratios(t)])
+        self.run([RunSpec(t, i, lr, r, 0) for t, i in self.arms() for lr in self.lrs(t) for r in self.ratios(t)])
+
+    def lrs(self, task: str) -> list[float]:
+        """The η_A grid of a task (``--causal-lrs`` for the causal arm, else ``--lrs``)."""
+        return self.args.causal_lrs if task == CAUSAL_TASK else self.args.lrs
 
     def ratios(self, task: str) -> list[float]:
         """The λ grid of a task (``--causal-ratios`` for the causal arm, else ``--ratios``)."""
@@ -234,7 +247,7 @@ class Benchmark:
     def best_cells(self, task: str, init: str) -> list[tuple[float, float]]:
         """The arm's best λ = 1 and best λ > 1 cells on its complete seed-0 grid (empty if incomplete)."""
         grid = [r for r in self.records(task, init) if r["spec"]["seed"] == 0]
-        if len(grid) < len(self.args.lrs) * len(self.ratios(task)):
+        if len(grid) < len(self.lrs(task)) * len(self.ratios(task)):
             print(f"{report.arm_name(task, init)}: grid incomplete ({len(grid)} runs), no best cells yet", flush=True)
             return []
         cells = [report.best_cell(r for r in grid if r["spec"]["ratio"] == 1)]
@@ -247,7 +260,7 @@ class Benchmark:
         return [
             r
             for r in read_runs(a.out)
-            if (r["spec"]["task"], r["spec"]["init"]) == (task, init) and report.cell_key(r)[0] in a.lrs
+            if (r["spec"]["task"], r["spec"]["init"]) == (task, init) and report.cell_key(r)[0] in self.lrs(task)
             and report.cell_key(r)[1] in self.ratios(task)
         ]  # fmt: skip
 
@@ -272,7 +285,7 @@ class Benchmark:
             grid = [r for r in self.records(task, init) if r["spec"]["seed"] == 0]
             if path.exists() or time.monotonic() > self.deadline:
                 continue
-            if len(grid) < len(self.args.lrs) * len(self.ratios(task)) or (best := report.best_cell(grid)) is None:
+            if len(grid) < len(self.lrs(task)) * len(self.ratios(task)) or (best := report.best_cell(grid)) is None:
                 print(f"{arm}: grid incomplete or diverged, no ratio-finder check yet", flush=True)
                 continue
             from lit_loraplus.tuner import find_ratio
@@ -332,8 +345,9 @@ class Benchmark:
         arms: dict[str, Any] = {}
         for task, init in self.arms():
             setting = self.settings[task]
-            runs_per_arm = len(a.lrs) * len(self.ratios(task)) + 2 * (self.seed_count(task) - 1)
-            spec = RunSpec(task, init, a.lrs[len(a.lrs) // 2], max(self.ratios(task)), seed=0)
+            lrs = self.lrs(task)
+            runs_per_arm = len(lrs) * len(self.ratios(task)) + 2 * (self.seed_count(task) - 1)
+            spec = RunSpec(task, init, lrs[len(lrs) // 2], max(self.ratios(task)), seed=0)
             steps = min(TIMING_STEPS, setting.steps)
             timed = train_run(spec, dataclasses.replace(setting, steps=steps, eval_every=steps), self.paths)["timing"]
             evals = setting.steps // setting.eval_every

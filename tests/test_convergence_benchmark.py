@@ -78,11 +78,12 @@ def test_bad_options_are_refused_before_training(tmp_path: Path) -> None:
     """Each bad option is named with its value and the fix, all at once; the script exits with 2."""
     args = convergence.parse_args(
         ["--out", str(tmp_path), "--phases", "grid,plot", "--tasks", "sst2,qqp", "--lrs", "1e-3,-1", "--ratios", "2,4"]
-        + ["--seeds", "0", "--causal-ratios", "1", "--glue-dir", str(tmp_path)]
+        + ["--seeds", "0", "--causal-ratios", "1", "--causal-lrs", "0", "--glue-dir", str(tmp_path)]
     )
     problems = " ".join(convergence.check_args(args))
     for expected in ("`--phases` holds ['plot']", "`--tasks` holds ['qqp']", "`--lrs` holds [-1.0]",
-                     "must contain 1", "`--seeds=0`", "`--causal-ratios=[1.0]` needs a λ > 1",
+                     "`--causal-lrs` holds [0.0]", "must contain 1", "`--seeds=0`",
+                     "`--causal-ratios=[1.0]` needs a λ > 1",
                      "holds no SST-2/train.tsv"):  # fmt: skip
         assert expected in problems
     assert convergence.main(["--out", str(tmp_path), "--ratios", "4"]) == 2
