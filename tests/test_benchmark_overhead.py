@@ -49,6 +49,12 @@ def test_smoke_all_arms(tmp_path: Path) -> None:
     assert set(ratios) == {"c/a", "c/b", "d/c", "e/c"}
     assert ratios["c/a"]["median_s"]["target"] == 1.03 and ratios["c/a"]["peak_rss_mb"]["target"] == 1.05
     assert ratios["c/a"]["median_s"]["verdict"] in ("met", "missed", "unclear")
+    assert ratios["c/a"]["step_per_compute"]["target"] == 1.03 and "target" not in ratios["e/c"]["step_per_compute"]
+    for r in runs:  # the step over its own forward + backward + optimizer time
+        compute = sum(r["shares"][p] for p in ("forward", "backward", "optimizer"))
+        assert r["step_per_compute"] == pytest.approx(1 / compute) and r["step_per_compute"] > 1
+    drift_free = by_arm["c"]["step_per_compute"] / by_arm["a"]["step_per_compute"]
+    assert ratios["c/a"]["step_per_compute"]["median"] == pytest.approx(drift_free)
     assert set(result["summary"]["arms"]["c"]["shares"]) == set(PHASES)
     assert "| (c) LoraPlusModule, no callbacks |" in done.stdout and "| (c)/(a) |" in done.stdout
 
