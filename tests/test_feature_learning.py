@@ -122,6 +122,15 @@ def test_probe_batch_larger_than_loader(tmp_path: Path) -> None:
         run.fit(LoraModule(lora_bert()), loader(batch=4))
 
 
+@pytest.mark.parametrize(("batch", "probed"), [(4, 4), (16, 8)])
+def test_default_probe_takes_at_most_eight_rows(tmp_path: Path, batch: int, probed: int) -> None:
+    """Without probe_batch_size the probe holds min(8, the loader's batch) rows: the shared trainer config (its
+    monitor leaves the size unset) also serves the micro-batch-4 Llama configs instead of stopping them."""
+    monitor = FeatureLearningMonitor(log_every_n_steps=1)
+    trainer(tmp_path, [monitor], max_steps=1).fit(LoraModule(lora_bert()), loader(batch=batch))
+    assert monitor._probe["input_ids"].shape[0] == probed
+
+
 def test_probe_from_validation_requires_a_loader(tmp_path: Path) -> None:
     """``probe_source='val'`` without a validation loader is refused with the fix."""
     run = trainer(tmp_path, [FeatureLearningMonitor(probe_source="val")], max_steps=1)

@@ -30,6 +30,9 @@ ProbeSource = Literal["auto", "val", "train"]
 ForwardFn = Callable[[pl.LightningModule, Any], Any]
 
 
+DEFAULT_PROBE_BATCH_SIZE = 8  # probe samples when probe_batch_size is None (capped at the loader's batch)
+
+
 def default_forward(pl_module: pl.LightningModule, batch: Any) -> Any:
     """``pl_module(**batch)`` for a dict batch (Hugging Face style), else ``pl_module(batch)``."""
     return pl_module(**batch) if isinstance(batch, Mapping) else pl_module(batch)
@@ -96,7 +99,9 @@ class FeatureLearningMonitor(pl.Callback):
         log_every_n_steps: Probe every this many optimizer steps (the first step always).
         layers: Regular expression (``re.search``) over layer names; ``None`` probes every linear
             and embedding LoRA layer.
-        probe_batch_size: Samples in the probe batch, at most the loader's batch size.
+        probe_batch_size: Samples in the probe batch, at most the loader's batch size; ``None``
+            (default) takes ``min(8, the loader's batch size)``, so the shared trainer config also
+            serves micro-batch-4 runs.
         probe_source: ``val``, ``train``, or ``auto`` (validation if the trainer has a validation
             loader, else training).
         forward_fn: ``forward_fn(pl_module, batch)`` runs the model on the probe batch; default
@@ -105,8 +110,8 @@ class FeatureLearningMonitor(pl.Callback):
     Raises:
         ValueError: At construction, for ``log_every_n_steps < 1``, ``probe_batch_size < 1`` or an
             unknown ``probe_source``; at fit start, if ``layers`` matches no probe-able LoRA layer; at
-            the start of training, if the loader's batches hold fewer than ``probe_batch_size``
-            samples or ``probe_source='val'`` has no validation loader.
+            the start of training, if the loader's batches hold fewer than an explicit
+            ``probe_batch_size`` or ``probe_source='val'`` has no validation loader.
         MisconfigurationException: At setup, if the trainer has no logger.
 
     Example:
@@ -120,14 +125,16 @@ class FeatureLearningMonitor(pl.Callback):
         self,
         log_every_n_steps: int = 50,
         layers: str | None = None,
-        probe_batch_size: int = 8,
+        probe_batch_size: int | None = None,
         probe_source: ProbeSource = "auto",
         forward_fn: ForwardFn = default_forward,
     ) -> None:
         name = type(self).__name__
         self.log_every_n_steps = check_log_every(log_every_n_steps, name)
-        if isinstance(probe_batch_size, bool) or not isinstance(probe_batch_size, int) or probe_batch_size < 1:
-            raise ValueError(f"{name}(probe_batch_size={probe_batch_size!r}) must be an integer >= 1.")
+        if probe_batch_size is not None and (
+            isinstance(probe_batch_size, bool) or not isinstance(probe_batch_size, int) or probe_batch_size < 1
+        ):
+            raise ValueError(f"{name}(probe_batch_size={probe_batch_size!r}) must be an integer >= 1 (or None: 8).")
         if probe_source not in ("auto", "val", "train"):
             raise ValueError(f"{name}(probe_source={probe_source!r}) must be one of 'auto', 'val', 'train'.")
         self.layers, self.probe_batch_size, self.probe_source = layers, probe_batch_size, probe_source
@@ -164,7 +171,9 @@ class FeatureLearningMonitor(pl.Callback):
         with torch.random.fork_rng(devices=[]):  # drawing one batch must not shift the training RNG
             batch = next(iter(loader))
         size = _batch_len(batch)
-        if size < n:
+        if n is None:
+            n = min(DEFAULT_PROBE_BATCH_SIZE, size)
+        elif size < n:
             raise ValueError(
                 f"{name}(probe_batch_size={n}) is larger than the {source} dataloader's batches ({size} samples). "
                 f"Use probe_batch_size <= {size} or a larger batch size."
