@@ -152,3 +152,19 @@ def test_smoke_runs_every_arm_and_resumes(tmp_path, tiny_bert_dir, tiny_llama_di
     again = _smoke([*common, "--phases", "grid,seeds"])
     assert again.stdout.count("skip ") == len(records) and "done " not in again.stdout
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+
+
+def test_readme_results_match_the_committed_summary() -> None:
+    """The README's convergence tables are exactly what the report phase prints from the committed summary.json,
+    and every figure the summary implies is committed beside it."""
+    results = BENCHMARKS / "results" / "convergence"
+    summary = json.loads((results / "summary.json").read_text())
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    assert report.markdown_table(summary) in readme
+    assert report.finder_table(summary) in readme
+    for arm, s in summary.items():
+        assert (results / "figures" / f"heatmap_{arm}.png").is_file()
+        if s.get("best_lora") and s.get("best_loraplus"):
+            assert (results / "figures" / f"curves_{arm}.png").is_file()
+        if s.get("finder"):
+            assert (results / "figures" / f"finder_{arm}.png").is_file()
