@@ -1,11 +1,11 @@
 """LoRA vs LoRA+ on real data: grids of η_A × λ, extra seeds at the best cells, heatmaps, curves, speed-up.
 
     python benchmarks/convergence.py --out benchmarks/results/convergence                  # the full benchmark
-    # or on 2 cores, one single-threaded process per core (≈ 3.4 h; see the budget in the README):
+    # or on 2 cores, one single-threaded process per core (≈ 2.2 h; see the budget in the README):
     R=benchmarks/results/convergence; export OMP_NUM_THREADS=1
-    python benchmarks/convergence.py --out $R --tasks sst2,cola --phases grid,seeds &
-    python benchmarks/convergence.py --out $R --tasks mrpc,instruct --phases grid,seeds,mmlu; wait
-    python benchmarks/convergence.py --out $R --phases finder,report
+    python benchmarks/convergence.py --out $R --tasks mrpc,sst2 --phases grid,seeds,finder &
+    python benchmarks/convergence.py --out $R --tasks instruct,cola --phases grid,seeds,finder,mmlu; wait
+    python benchmarks/convergence.py --out $R --phases report
     python benchmarks/convergence.py --out benchmarks/results/convergence --phases budget  # s/step → budget
     python benchmarks/convergence.py --out /tmp/conv --smoke --model <tiny classifier folder> \\
         --causal-model <tiny causal LM folder>                                              # every arm, seconds
