@@ -185,7 +185,7 @@ class NoSplitModulesPolicy:
     before its children, so the names are collected from the ``PreTrainedModel`` on the way down and
     the blocks below it are wrapped: no per-architecture class list in the YAML.
 
-    Every leaf module with a trainable parameter (the LoRA ``A``/``B`` linears, a trained head or
+    Every leaf layer with a trainable weight (the LoRA ``A``/``B`` linears, a trained head or
     embedding) becomes a unit of its own first, as PEFT's ``fsdp_auto_wrap_policy`` does. Otherwise a
     block's flat parameter would hold the adapters next to the frozen weights: FSDP1 then refuses a
     bf16/fp16 base beside fp32 adapters (one flat parameter has one dtype), and in one dtype it computes
@@ -195,7 +195,7 @@ class NoSplitModulesPolicy:
         classes: Extra class names to wrap (in addition to ``_no_split_modules``).
         min_num_params: Never wrap a block smaller than this (FSDP's size-based rule, 0 = off); trainable
             leaves are wrapped whatever their size.
-        trainable_units: Wrap the leaves that own trainable parameters as their own units (default).
+        trainable_units: Wrap the leaf layers with a trainable weight as their own units (default).
 
     Example:
         >>> FSDPStrategy(auto_wrap_policy=NoSplitModulesPolicy(), use_orig_params=True)  # doctest: +SKIP
@@ -211,7 +211,10 @@ class NoSplitModulesPolicy:
         if recurse:
             self.names.update(getattr(module, "_no_split_modules", None) or [])
             return True
+        weight = getattr(module, "weight", None)
         if self.trainable_units and next(module.children(), None) is None:
-            if any(p.requires_grad for p in module.parameters(recurse=False)):
+            # A layer with a trainable weight (Linear, Embedding), as PEFT's policy: FSDP gathers a unit's
+            # parameters in its forward, so a ParameterDict (embedding LoRA's A/B), never called, must stay inside.
+            if isinstance(weight, nn.Parameter) and weight.requires_grad:
                 return True
         return type(module).__name__ in self.names and nonwrapped_numel >= self.min_num_params

@@ -28,6 +28,8 @@ MODELS = {
     "llama": (tiny_llama, "causal_lm", ["q_proj", "v_proj"]),
     "gpt2": (tiny_gpt2, "causal_lm", ["c_attn"]),
     "bert": (tiny_bert, "sequence_classification", ["query", "value"]),
+    # embedding LoRA keeps A/B in ParameterDicts, read (never called) by the layer: they stay in the block's unit
+    "bert-embedding": (tiny_bert, "sequence_classification", ["query", "value", "word_embeddings"]),
 }
 
 
@@ -74,7 +76,7 @@ def check(name: str, trainable_units: bool = True) -> dict:
     optimizer = torch.optim.AdamW(groups)
     inputs = {
         "input_ids": torch.randint(0, 128, (2, 8)),
-        "labels": torch.randint(0, 2 if name == "bert" else 128, (2,) if name == "bert" else (2, 8)),
+        "labels": torch.randint(0, 2, (2,)) if task == "sequence_classification" else torch.randint(0, 128, (2, 8)),
     }
     wrapped(**inputs).loss.backward()
     optimizer.step()

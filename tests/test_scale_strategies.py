@@ -83,9 +83,12 @@ def test_fsdp_on_cpu_keeps_roles_groups_and_names() -> None:
     assert {"BertLayer", "Linear"} <= set(rows["bert"]["wrapped"])
     for row in rows.values():
         assert row["roles_equal"] and row["groups_equal"] and row["b_moved"] and row["trainable_in_full_state_dict"]
+    for row in (rows["llama"], rows["gpt2"], rows["bert"]):
         # no flat parameter mixes adapters with frozen weights: no gradient is computed for a frozen weight, and a
         # bf16 base beside fp32 adapters (a bf16-mixed run of a bf16 checkpoint) can be wrapped at all
         assert row["mixed_flat_params"] == 0 and row["frozen_with_grad"] == 0 and row["bf16_base_wraps"]
+    # embedding LoRA (A/B in ParameterDicts, as with PEFT's own policy) trains, inside the embeddings' unit
+    assert rows["bert-embedding"]["mixed_flat_params"] == 1 and not rows["bert-embedding"]["bf16_base_wraps"]
     assert rows["bert"]["groups"] == ["lora_A", "lora_B", "saved", "saved_no_decay"]
     (blocks_only,) = [r for r in printed if not r["trainable_units"]]  # what wrapping the blocks alone gives
     assert blocks_only["mixed_flat_params"] > 0 and blocks_only["frozen_with_grad"] > 0
