@@ -1,7 +1,7 @@
 """LoRA vs LoRA+ on real data: grids of η_A × λ, extra seeds at the best cells, heatmaps, curves, speed-up.
 
     python benchmarks/convergence.py --out benchmarks/results/convergence                  # the full benchmark
-    # or on 2 cores, one single-threaded process per core (≈ 2.2 h; see the budget in the README):
+    # or on 2 cores, one single-threaded process per core (≈ 2.7 h; see the budget in the README):
     R=benchmarks/results/convergence; export OMP_NUM_THREADS=1
     python benchmarks/convergence.py --out $R --tasks mrpc,sst2 --phases grid,seeds,finder &
     python benchmarks/convergence.py --out $R --tasks instruct,cola --phases grid,seeds,finder,mmlu; wait
