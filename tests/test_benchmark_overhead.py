@@ -19,7 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "overhead.py"
 sys.path.insert(0, str(BENCHMARKS))
 from _bench import StepClock, pair_ratios, rotated, spread, verdict  # noqa: E402
-from overhead import PHASES, check_losses, parse_args  # noqa: E402
+from overhead import PHASES, check_losses, parse_args, report  # noqa: E402
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
@@ -74,6 +74,19 @@ def test_smoke_llama_bf16(tmp_path: Path) -> None:
     for arm in ("b", "c"):
         assert by_arm[arm]["losses"] == pytest.approx(by_arm["a"]["losses"], rel=1e-2)
     assert set(json.loads(out.read_text())["summary"]["ratios"]) == {"c/a", "c/b"}
+
+
+@pytest.mark.parametrize("name", ["overhead_llama_32"])
+def test_readme_tables_match_the_committed_results(name: str) -> None:
+    """The README's overhead tables are exactly what the script printed for the committed JSON, which was
+    measured with the default settings (5 rounds of 100 steps after 5 warm-up steps, all five arms)."""
+    result = json.loads((BENCHMARKS / "results" / f"{name}.json").read_text())
+    settings = result["settings"]
+    assert (settings["repeats"], settings["steps"], settings["warmup"]) == (5, 100, 5)
+    assert settings["arms"] == ["a", "b", "c", "d", "e"] and not settings["smoke"]
+    assert len(result["runs"]) == 5 and all(len(r) == 5 for r in result["runs"])
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    assert report(result["summary"], settings["repeats"]) in readme
 
 
 def test_profile_writes_call_tree(tmp_path: Path) -> None:
