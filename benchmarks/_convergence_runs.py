@@ -436,7 +436,7 @@ def mmlu_accuracy(
     )  # fmt: skip
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     (metrics,) = trainer.validate(module, data, verbose=False)
-    p, n = float(metrics["val/mmlu_accuracy"]), module.mmlu_scored
+    p, n = float(metrics["val/mmlu_accuracy"]), int(metrics["val/mmlu_accuracy/questions"])
     return {
         "accuracy": p,
         "n": n,

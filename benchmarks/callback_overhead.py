@@ -86,7 +86,7 @@ def make_module(smoke: bool, total_steps: int) -> Any:
     import lightning.pytorch as pl
     import torch
 
-    from lit_loraplus.optim import configure_loraplus_optimizers
+    from lit_loraplus.core.optim import configure_loraplus_optimizers
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:

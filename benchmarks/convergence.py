@@ -24,7 +24,7 @@ Phases (``--phases``, comma-separated, in this order):
     grid    seed 0 over ``--lrs`` × ``--ratios`` for every arm (``--causal-ratios`` for the causal arm).
     seeds   seeds 1 .. ``--seeds``-1 (``--causal-seeds``-1) at each arm's best λ = 1 and best λ > 1 cell
             (held-out loss).
-    finder  ``lit_loraplus.tuner.find_ratio`` over the λ grid at the η_A of each arm's best cell, checked
+    finder  ``lit_loraplus.tools.finder.find_ratio`` over the λ grid at the η_A of each arm's best cell, checked
             against the grid's best λ there (within one grid step?): ``finder/<arm>.json``.
     mmlu    MMLU val accuracy of the base causal LM and of the adapters of those cells.
     report  ``summary.json``, ``figures/heatmap_<arm>.png``, ``figures/curves_<arm>.png``, a markdown table.
@@ -288,7 +288,7 @@ class Benchmark:
             if len(grid) < len(self.lrs(task)) * len(self.ratios(task)) or (best := report.best_cell(grid)) is None:
                 print(f"{arm}: grid incomplete or diverged, no ratio-finder check yet", flush=True)
                 continue
-            from lit_loraplus.tuner import find_ratio
+            from lit_loraplus.tools.finder import find_ratio
 
             lr, ratios = best[0], self.ratios(task)
             started = time.perf_counter()

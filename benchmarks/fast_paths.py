@@ -51,14 +51,14 @@ ADAMW = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fu
 
 def lora(model: Any, targets: list[str], task: str) -> Any:
     """``model`` with a LoRA adapter (r 8, α 16, dropout 0) on ``targets``, in train mode."""
-    from lit_loraplus.lora import apply_lora
+    from lit_loraplus.core.model import apply_lora
 
     return apply_lora(model, task, {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": targets}).train()
 
 
 def minilm(smoke: bool, num_labels: int = 2) -> Any:
     """The packaged MiniLM (``--smoke``: a hidden-32 BERT, 2 labels) with LoRA on query/value."""
-    from lit_loraplus.lora import load_pretrained
+    from lit_loraplus.core.model import load_pretrained
 
     task = "sequence_classification"
     base = build_base("minilm", smoke, 0) if smoke else load_pretrained(MINILM, task, num_labels=num_labels)
@@ -67,7 +67,7 @@ def minilm(smoke: bool, num_labels: int = 2) -> Any:
 
 def optimizer(model: Any, **kwargs: Any) -> Any:
     """AdamW over the package's LoRA+ groups (λ = 16, η = 2e-4)."""
-    from lit_loraplus.optim import configure_loraplus_optimizers
+    from lit_loraplus.core.optim import configure_loraplus_optimizers
 
     return configure_loraplus_optimizers(model, lr=2e-4, ratio=16.0, total_steps=10_000, **kwargs)["optimizer"]
 

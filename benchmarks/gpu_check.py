@@ -4,7 +4,7 @@
     python benchmarks/gpu_check.py --steps 20 --out gpu_check.json
 
 No hub: a tiny (hidden 32, 2 layers) and a small (hidden 256, 4 layers) BERT classifier are built from
-configs with a BPE tokenizer trained offline (tests/tiny_models.py), and a synthetic SST-2-format TSV
+configs with a BPE tokenizer trained offline (lit_loraplus.testing), and a synthetic SST-2-format TSV
 stands in for GLUE, so every arm runs the GLUE config path (``configs/glue/roberta-base_sst2.yaml``:
 GlueDataModule, q/v targets, Init[2], λ = 16) through ``LoraPlusCLI``. Every arm starts from the same
 adapter saved on CPU, with dropout 0 and the same data order, so a CPU fp32 run is the reference: the
@@ -30,10 +30,9 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lit_loraplus.distributed import clean_name
+from lit_loraplus.training.distributed import clean_name
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # tiny_models: config-built models and an offline tokenizer
 
 SIZES = {"tiny": {"hidden": 32, "layers": 2}, "small": {"hidden": 256, "layers": 4}}
 FP32_TOL, HALF_TOL = 1e-4, 5e-2
@@ -42,8 +41,9 @@ FP32_TOL, HALF_TOL = 1e-4, 5e-2
 def build_model(folder: Path, hidden: int, layers: int) -> Path:
     """Save a BERT classifier built from a config plus an offline BPE tokenizer, and a CPU-made adapter beside it."""
     from peft import LoraConfig, get_peft_model
-    from tiny_models import CORPUS, tiny_bert_config, train_bpe_tokenizer
     from transformers import BertForSequenceClassification
+
+    from lit_loraplus.testing import CORPUS, tiny_bert_config, train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(CORPUS)
     config = tiny_bert_config(vocab_size=len(tokenizer))
@@ -61,7 +61,7 @@ def build_model(folder: Path, hidden: int, layers: int) -> Path:
 
 def write_sst2(folder: Path) -> Path:
     """A synthetic SST-2 (sentence, label) in the original TSV layout: label = whether the sentence says 'yes'."""
-    from tiny_models import CORPUS
+    from lit_loraplus.testing import CORPUS
 
     (folder / "SST-2").mkdir(parents=True)
     rows = ["sentence\tlabel"] + [f"{text}\t{int(' yes' in text)}" for text in CORPUS]
@@ -116,7 +116,7 @@ def fit(folder: Path, data: Path, steps: int, extra: list[str]) -> dict:
 
 def fsdp_checkpoint_ok(result: dict) -> str:
     """The FSDP checkpoint holds exactly the trainable keys (adapter + head) and exports to a PEFT adapter."""
-    from lit_loraplus.export import export_checkpoint
+    from lit_loraplus.tools.export import export_checkpoint
 
     root = Path(result["cli"].trainer.default_root_dir)
     last = root / "checkpoints" / "last.ckpt"
@@ -147,7 +147,7 @@ def arms() -> list[tuple[str, str, list[str], float | None]]:
             rows.append((size, precision, [*gpu, f"--trainer.precision={precision}"], tol))
     fsdp = ["--config", str(REPO / "configs/strategy/fsdp.yaml"), *gpu, "--trainer.precision=32-true"]
     fsdp += [
-        "--trainer.callbacks+=lit_loraplus.checkpoint.AdapterCheckpoint",
+        "--trainer.callbacks+=lit_loraplus.callbacks.AdapterCheckpoint",
         "--trainer.callbacks.every_n_train_steps=5",
     ]
     rows.append(("small", "fsdp-1gpu", fsdp, FP32_TOL))

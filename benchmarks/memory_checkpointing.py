@@ -4,9 +4,9 @@
     python benchmarks/memory_checkpointing.py --repeats 5 --out memory.json
 
 Setting: a Llama built from a config (hidden 512, 4 layers, 8 heads, MLP 1408, vocab 8192, random
-weights: no hub), LoRA r 8 on q/v through ``lit_loraplus.lora.apply_lora``, batch 4 × 512 tokens,
+weights: no hub), LoRA r 8 on q/v through ``lit_loraplus.core.model.apply_lora``, batch 4 × 512 tokens,
 fp32, AdamW over the LoRA+ groups, ``--steps`` optimizer steps. Gradient checkpointing is
-``lit_loraplus.lora.enable_gradient_checkpointing`` (the module's ``gradient_checkpointing=True``).
+``lit_loraplus.core.model.enable_gradient_checkpointing`` (the module's ``gradient_checkpointing=True``).
 Each run is a separate process (peak RSS is per process); arms alternate within a repeat so drift
 of a shared machine hits both. Reported: peak RSS of the process, its growth over the RSS after
 the model was built (what training adds: activations, gradients, optimizer state), and the
@@ -38,8 +38,8 @@ def run_arm(checkpointing: bool, steps: int) -> dict[str, float]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lit_loraplus.lora import apply_lora, enable_gradient_checkpointing
-    from lit_loraplus.optim import create_loraplus_optimizer
+    from lit_loraplus.core.model import apply_lora, enable_gradient_checkpointing
+    from lit_loraplus.core.optim import create_loraplus_optimizer
 
     torch.manual_seed(0)
     config = LlamaConfig(

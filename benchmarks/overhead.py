@@ -106,7 +106,7 @@ def build_base(model: str, smoke: bool, layers: int) -> Any:
     import torch
     from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
-    from lit_loraplus.lora import load_pretrained
+    from lit_loraplus.core.model import load_pretrained
 
     torch.manual_seed(SEED)
     if model == "llama":
@@ -229,7 +229,7 @@ def run_hand(model: Any, data: TokenBatches, args: argparse.Namespace, phases: P
     import torch
     from torch.utils.data import DataLoader
 
-    from lit_loraplus.optim import configure_loraplus_optimizers
+    from lit_loraplus.core.optim import configure_loraplus_optimizers
 
     configured = configure_loraplus_optimizers(
         model, phases.optimizer_cls(), lr=LR, ratio=RATIO, total_steps=len(data) // args.batch
@@ -334,7 +334,7 @@ def worker(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """One run of ``arm`` in this process; returns its step times, peak RSS, phase shares and first losses."""
     import torch
 
-    from lit_loraplus.lora import apply_lora
+    from lit_loraplus.core.model import apply_lora
 
     profiler = None
     if args.profile_dir:
@@ -364,7 +364,7 @@ def worker(arm: str, args: argparse.Namespace) -> dict[str, Any]:
         phases = Phases(model, clock)
         (run_hand if arm == "a" else run_hf)(model, data, args, phases, clock)
     else:
-        from lit_loraplus.module import LoraPlusModule
+        from lit_loraplus.training import LoraPlusModule
 
         module = LoraPlusModule(
             base,

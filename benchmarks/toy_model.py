@@ -173,7 +173,7 @@ def gd_step(problem: ToyProblem, a: Tensor, b: Tensor, lr_a: float, lr_b: float)
 def lora_terms(z: Tensor, a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor) -> dict[str, Tensor]:
     """δ¹, δ², δ³ and ΔZ_B of one step, in the inputs' precision (float64 here).
 
-    The callbacks' :func:`lit_loraplus.callbacks._delta_terms.feature_terms` computes the same terms in
+    The callbacks' :func:`lit_loraplus.core.feature_terms.feature_terms` computes the same terms in
     float32 for real layers (with the α/r scaling); this version keeps float64 so the toy model's identity
     δ¹ + δ² + δ³ = ΔZ_B can be checked to ~1e-15.
 

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from transformers import BertConfig, BertForSequenceClassification
 
 from lit_loraplus.callbacks import FeatureLearningMonitor, UpdateNormMonitor
-from lit_loraplus.optim import configure_loraplus_optimizers, create_loraplus_optimizer
+from lit_loraplus.core.optim import configure_loraplus_optimizers, create_loraplus_optimizer
 
 VOCAB = 128
 LAYERS = [f"bert.encoder.layer.{i}.attention.self.{m}" for i in (0, 1) for m in ("query", "value")]

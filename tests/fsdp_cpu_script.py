@@ -15,14 +15,15 @@ import os
 
 import torch
 import torch.distributed as dist
-from tiny_models import tiny_bert, tiny_gpt2, tiny_llama
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.distributed.fsdp import StateDictType
 
-from lit_loraplus.distributed import NoSplitModulesPolicy, clean_name, describe_groups, trainable_sizes
-from lit_loraplus.groups import parameter_roles
-from lit_loraplus.lora import apply_lora
-from lit_loraplus.optim import loraplus_param_groups
+from lit_loraplus.core.model import apply_lora
+from lit_loraplus.core.optim import loraplus_param_groups
+from lit_loraplus.core.roles import parameter_roles
+from lit_loraplus.testing import tiny_bert, tiny_gpt2, tiny_llama
+from lit_loraplus.training import NoSplitModulesPolicy
+from lit_loraplus.training.distributed import clean_name, describe_groups, trainable_sizes
 
 MODELS = {
     "llama": (tiny_llama, "causal_lm", ["q_proj", "v_proj"]),

@@ -14,9 +14,9 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lit_loraplus.checkpoint_io import AtomicCheckpointIO
 from lit_loraplus.cli import LoraPlusCLI
 from lit_loraplus.data import GlueDataModule
+from lit_loraplus.training import AtomicCheckpointIO
 
 
 class BlockAtStep(Callback):

@@ -9,6 +9,7 @@ import pytest
 from benchmark_runner import run_benchmark
 
 
+@pytest.mark.subprocess
 def test_smoke(tmp_path: Path) -> None:
     """``--smoke`` (baseline vs both monitors every step) writes the JSON with the per-pair ratios and prints
     the markdown table."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from benchmark_runner import run_benchmark
 
 
+@pytest.mark.subprocess
 def test_smoke(tmp_path: Path, minilm_path: Path) -> None:
     """Every measurement writes its blocks and ratios; grouping pads fewer tokens than the plain shuffle; the
     AdamW variants run on both adapters; the compile blocks run after a timed compilation."""

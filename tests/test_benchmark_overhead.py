@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "overhead.py"
@@ -89,7 +88,8 @@ def test_readme_tables_match_the_committed_results(name: str) -> None:
     assert report(result["summary"], settings["repeats"]) in readme
 
 
-def test_profile_writes_call_tree(tmp_path: Path) -> None:
+@pytest.mark.subprocess
+def test_profile_writes_call_tree(tmp_path: Path, require) -> None:
     """``--profile`` writes a pyinstrument call tree of the measured steps in which Lightning's training step
     appears."""
     require(importlib.util.find_spec("pyinstrument") is not None, "pyinstrument is not installed")

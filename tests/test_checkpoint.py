@@ -3,90 +3,40 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from conftest import REPO
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 from lit_loraplus.data import GlueDataModule
-from lit_loraplus.export import SETTINGS_FILE
-from lit_loraplus.module import LoraPlusModule
-
-STEPS = 12
+from lit_loraplus.training import LoraPlusModule
+from lit_loraplus.training.export import SETTINGS_FILE, save_adapter
 
 
-def cli(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run `lit-loraplus` in a new process (offline, tests/ importable for the recorder callbacks)."""
-    env = os.environ | {
-        "PYTHONPATH": str(REPO / "tests"),
-        "HF_HUB_OFFLINE": "1",
-        "WANDB_MODE": "offline",
-        "OMP_NUM_THREADS": "1",
-    }
-    command = [sys.executable, "-m", "lit_loraplus.cli", *args]
-    result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def fit_args(tmp: Path, model: Path, glue: Path, run: str) -> list[str]:
-    """A 12-step SST-2 run on the tiny BERT: shuffling, model dropout 0.1 and LoRA dropout 0.1 on."""
-    return [
-        "fit",
-        f"--model.model={model}",
-        "--model.r=4",
-        "--model.dropout=0.1",
-        "--data=lit_loraplus.data.GlueDataModule",
-        "--data.task=sst2",
-        f"--data.data_dir={glue}",
-        "--data.train_subset=96",
-        "--data.val_subset=8",
-        "--data.batch_size=4",
-        f"--trainer.default_root_dir={tmp / run}",
-        f"--trainer.max_steps={STEPS}",
-        "--trainer.limit_val_batches=0",
-        "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.callbacks+=lit_loraplus.checkpoint.AdapterCheckpoint",
-        "--trainer.callbacks.every_n_train_steps=6",
-        "--trainer.callbacks+=recorder.BatchRecorder",
-        f"--trainer.callbacks.path={tmp / run}.jsonl",
-        "--trainer.callbacks+=lit_loraplus.export.AdapterExport",
-        f"--trainer.callbacks.output_dir={tmp / run / 'adapter'}",
-    ]
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_resume_in_new_process_is_exact(tmp_path, tiny_bert_dir, glue_dir) -> None:
+@pytest.mark.subprocess
+def test_resume_in_new_process_is_exact(tmp_path, reference_run, cli) -> None:
     """12 steps straight vs 6 steps, a crash, and a new process resuming with `--ckpt_path last`:
     the same batches in the same order, the same learning rate of every group at every step, and
     bit-identical adapter weights at the end (dropout and shuffling on)."""
-    cli(tmp_path, *fit_args(tmp_path, tiny_bert_dir, glue_dir, "straight"))
-    interrupted = fit_args(tmp_path, tiny_bert_dir, glue_dir, "resumed")
+    interrupted = reference_run.args(tmp_path)
     cli(tmp_path, *interrupted, "--trainer.callbacks+=recorder.ExitAtStep", "--trainer.callbacks.step=6")
-    assert not (tmp_path / "resumed/adapter").exists()  # the first process really died at step 6
+    assert not (tmp_path / "run/adapter").exists()  # the first process really died at step 6
     cli(tmp_path, *interrupted, "--ckpt_path=last")
 
-    straight, both = records(tmp_path / "straight.jsonl"), records(tmp_path / "resumed.jsonl")
+    straight = reference_run.records(reference_run.folder / "run.jsonl")
+    both = reference_run.records(tmp_path / "run.jsonl")
     # The first process recorded steps 0..6 (it died at the start of step 6); the second 6..11.
-    assert [r["step"] for r in both] == list(range(7)) + list(range(6, STEPS))
+    assert [r["step"] for r in both] == list(range(7)) + list(range(6, reference_run.steps))
     first, resumed = both[:7], both[7:]
     assert first == straight[:7]
     assert [r["batch"] for r in resumed] == [r["batch"] for r in straight[6:]]
     assert [r["lrs"] for r in resumed] == [r["lrs"] for r in straight[6:]]
-    a = load_file(tmp_path / "straight/adapter/adapter_model.safetensors")
-    b = load_file(tmp_path / "resumed/adapter/adapter_model.safetensors")
+    a = load_file(reference_run.folder / "run/adapter/adapter_model.safetensors")
+    b = load_file(tmp_path / "run/adapter/adapter_model.safetensors")
     assert a.keys() == b.keys() and len(a) > 0
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -173,8 +123,6 @@ def test_export_round_trip_with_plain_peft(tmp_path, tiny_bert_dir, glue_dir) ->
 def test_export_from_a_gathered_state_dict(tmp_path, tiny_bert_dir, glue_dir) -> None:
     """The sharded-strategy path (weights gathered by the strategy, written by rank 0) writes the same
     adapter as the direct path; merging from a gathered state is refused with the alternative."""
-    from lit_loraplus.export import save_adapter
-
     module, _ = short_fit(tmp_path, tiny_bert_dir, glue_dir)
     save_adapter(module, tmp_path / "direct")
     save_adapter(module, tmp_path / "gathered", state_dict=module.state_dict())

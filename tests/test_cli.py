@@ -52,7 +52,7 @@ def test_top_level_optimizer_is_refused(tmp_path, tiny_bert_dir, glue_dir) -> No
 def test_ckpt_path_last_without_checkpoint_is_an_error(tmp_path, tiny_bert_dir, glue_dir) -> None:
     """`--ckpt_path last` with nothing to resume is an error (Lightning would warn and start over)."""
     args = ["fit", *base_args(tiny_bert_dir, glue_dir, tmp_path / "run")]
-    args += ["--trainer.callbacks+=lit_loraplus.checkpoint.AdapterCheckpoint", "--ckpt_path=last"]
+    args += ["--trainer.callbacks+=lit_loraplus.callbacks.AdapterCheckpoint", "--ckpt_path=last"]
     with pytest.raises(ConfigError, match=r"`--ckpt_path last` found no last.ckpt in \[.*run/checkpoints"):
         LoraPlusCLI(args=args)
 
@@ -61,7 +61,7 @@ def test_fit_then_export_and_predict_from_the_checkpoint(tmp_path, tiny_bert_dir
     """fit writes last.ckpt to <root>/checkpoints; `lit-loraplus export` turns it into a PEFT adapter;
     `predict` with the JSONL writer writes one row per validation example with probabilities."""
     root = tmp_path / "run"
-    args = base_args(tiny_bert_dir, glue_dir, root) + ["--trainer.callbacks+=lit_loraplus.checkpoint.AdapterCheckpoint"]
+    args = base_args(tiny_bert_dir, glue_dir, root) + ["--trainer.callbacks+=lit_loraplus.callbacks.AdapterCheckpoint"]
     LoraPlusCLI(args=["fit", *args])
     last = root / "checkpoints" / "last.ckpt"
     assert last.exists()
@@ -72,7 +72,7 @@ def test_fit_then_export_and_predict_from_the_checkpoint(tmp_path, tiny_bert_dir
     out = tmp_path / "preds.jsonl"
     predict = [a for a in args if "AdapterCheckpoint" not in a]
     predict += [
-        "--trainer.callbacks+=lit_loraplus.predict.JsonlPredictionWriter",
+        "--trainer.callbacks+=lit_loraplus.callbacks.JsonlPredictionWriter",
         f"--trainer.callbacks.output_file={out}",
     ]
     LoraPlusCLI(args=["predict", *predict, f"--ckpt_path={last}", "--return_predictions=false"])
@@ -82,6 +82,7 @@ def test_fit_then_export_and_predict_from_the_checkpoint(tmp_path, tiny_bert_dir
     torch.manual_seed(0)
 
 
+@pytest.mark.subprocess
 def test_help_runs_as_a_program() -> None:
     """`python -m lit_loraplus.cli fit --help` lists the LoRA+ settings with their docstrings."""
     result = subprocess.run(

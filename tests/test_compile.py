@@ -9,7 +9,8 @@ import pytest
 import torch
 from lightning.pytorch.strategies import FSDPStrategy
 
-from lit_loraplus.module import LoraPlusModule, compile_problems
+from lit_loraplus.training import LoraPlusModule
+from lit_loraplus.training.settings import compile_problems
 
 BATCH = {"input_ids": torch.randint(5, 900, (4, 12), generator=torch.Generator().manual_seed(0))}
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 
 from lit_loraplus.cli import LoraPlusCLI
+
+REPO = Path(__file__).resolve().parents[1]
 
 CONFIGS = REPO / "configs"
 TRAINER = str(CONFIGS / "trainer.yaml")
@@ -18,20 +19,6 @@ TRAINER = str(CONFIGS / "trainer.yaml")
 TASK_CONFIGS = sorted(
     p for p in CONFIGS.rglob("*.yaml") if p.name != "trainer.yaml" and not {"sweeps", "strategy"} & set(p.parts)
 )
-CPU = [
-    "--trainer.accelerator=cpu",
-    "--trainer.devices=1",
-    "--trainer.strategy=auto",
-    "--trainer.precision=32-true",
-    "--model.quantization=null",  # QLoRA needs CUDA
-]
-TINY_RUN = [
-    "--trainer.max_steps=2",
-    "--trainer.val_check_interval=2",
-    "--trainer.limit_val_batches=2",
-    "--trainer.num_sanity_val_steps=0",
-    "--trainer.enable_progress_bar=false",
-]
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +58,9 @@ def tiny_model_for(path: Path, tiny_bert_dir: Path, tiny_gpt2_dir: Path, tiny_ll
 
 
 @pytest.mark.parametrize("path", TASK_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
-def test_config_instantiates_with_tiny_model(path, tmp_path, tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir) -> None:
+def test_config_instantiates_with_tiny_model(
+    path, tmp_path, tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir, cpu_overrides
+) -> None:
     """Model, data and trainer of every config instantiate with the tiny model on CPU, and the model
     builds with the config's LoRA targets."""
     config = yaml.safe_load(path.read_text())
@@ -82,7 +71,7 @@ def test_config_instantiates_with_tiny_model(path, tmp_path, tiny_bert_dir, tiny
         extra.append(f"--data.init_args.train_file={jsonl}")
     model = tiny_model_for(path, tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir)
     cli = LoraPlusCLI(
-        args=["--config", TRAINER, "--config", str(path), f"--model.model={model}", *CPU, *extra], run=False
+        args=["--config", TRAINER, "--config", str(path), f"--model.model={model}", *cpu_overrides, *extra], run=False
     )
     cli.model.configure_model()
     lora_names = [n for n, _ in cli.model.named_parameters() if ".lora_B." in n]
@@ -94,7 +83,9 @@ SMALL = [p for p in TASK_CONFIGS if p.name in ("quickstart.yaml", "roberta-base_
 
 
 @pytest.mark.parametrize("path", SMALL, ids=lambda p: p.name)
-def test_small_config_fits_two_steps(path, tmp_path, tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir, glue_dir) -> None:
+def test_small_config_fits_two_steps(
+    path, tmp_path, tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir, glue_dir, cpu_overrides, tiny_run
+) -> None:
     """CPU-sized configs fit 2 steps with the tiny model (GLUE from the local TSVs) and write a checkpoint
     or an exported adapter."""
     data = ["--data.init_args.train_subset=16", "--data.init_args.val_subset=8", "--data.init_args.batch_size=8"]
@@ -102,7 +93,7 @@ def test_small_config_fits_two_steps(path, tmp_path, tiny_bert_dir, tiny_gpt2_di
         data.append(f"--data.init_args.data_dir={glue_dir}")
     model = tiny_model_for(path, tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir)
     base = [] if path.name == "quickstart.yaml" else ["--config", TRAINER]
-    LoraPlusCLI(args=["fit", *base, "--config", str(path), f"--model.model={model}", *CPU, *TINY_RUN, *data])
+    LoraPlusCLI(args=["fit", *base, "--config", str(path), f"--model.model={model}", *cpu_overrides, *tiny_run, *data])
     if path.name == "quickstart.yaml":
         assert (tmp_path / "runs/quickstart/adapter/adapter_model.safetensors").exists()
     else:

@@ -114,7 +114,9 @@ def test_eval_batch_size_defaults_to_batch_size_and_bad_settings_fail(tmp_path: 
     path = _csv(tmp_path / "d.csv")
     assert _module(path, minilm_path).eval_batch_size == 4
     assert next(iter(_module(path, minilm_path, eval_batch_size=3).val_dataloader()))["labels"].shape == (3,)
-    with pytest.raises(ValueError, match=r"`batch_size=0` must be a positive.*`num_workers=-1` must be >= 0"):
+    with pytest.raises(
+        ValueError, match=r"`batch_size=0` must be an integer >= 1.*`num_workers=-1` must be an integer >= 0"
+    ):
         TextClassificationDataModule(str(path), str(minilm_path), batch_size=0, num_workers=-1)
 
 

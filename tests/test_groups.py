@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from tiny_models import tiny_bert, tiny_gpt2, tiny_llama, tiny_roberta
 from torch import nn
 
 from lit_loraplus import loraplus_param_groups, parameter_roles
+from lit_loraplus.testing import tiny_bert, tiny_gpt2, tiny_llama, tiny_roberta
 
 LR, RATIO, WD = 1e-3, 16.0, 0.01
 
@@ -255,11 +255,11 @@ def test_group_names_unique_and_groups_non_empty() -> None:
     [
         ({"lr": 0.0}, r"`lr=0.0` must be a positive"),
         ({"lr": float("nan")}, r"`lr=nan` must be a positive"),
-        ({"lr": 1e-3, "ratio": 0}, r"`ratio=0` must be a positive number"),
-        ({"lr": 1e-3, "ratio": -2.0}, r"`ratio=-2.0` must be a positive number"),
+        ({"lr": 1e-3, "ratio": 0}, r"`ratio=0` must be a positive finite number \(λ = η_B/η_A"),
+        ({"lr": 1e-3, "ratio": -2.0}, r"`ratio=-2.0` must be a positive finite number"),
         ({"lr": 1e-3, "weight_decay": -1}, r"`weight_decay=-1` must be a number >= 0"),
         ({"lr": 1e-3, "head_lr": 0}, r"`head_lr=0` must be a positive"),
-        ({"lr": 1e-3, "compat": "axolotl"}, r"`compat='axolotl'` is unknown: use None .* or 'peft'"),
+        ({"lr": 1e-3, "compat": "axolotl"}, r"`compat='axolotl'` must be one of \[None, 'peft'\]"),
         ({"lr": 1e-3, "compat": "peft", "head_lr": 1e-3}, r"no\s+equivalent of \['head_lr'\]"),
     ],
 )

@@ -10,10 +10,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 from peft import PeftModel
-from tiny_models import tiny_llama
 
 from lit_loraplus.data import GlueDataModule
-from lit_loraplus.module import LoraPlusModule, optimizer_overrides
+from lit_loraplus.testing import tiny_llama
+from lit_loraplus.training import LoraPlusModule
+from lit_loraplus.training.settings import optimizer_overrides
 
 
 def trainer(tmp_path, **kwargs) -> L.Trainer:
@@ -99,9 +100,13 @@ def test_hub_id_offline_says_how_to_use_a_local_folder(monkeypatch) -> None:
 
 
 def test_settings_errors_all_at_once() -> None:
-    """Bad module settings are all listed in one ValueError before any model is loaded."""
+    """Bad module settings of every kind (LoRA shape, group rates, both schedules, compile) are all listed in one
+    ValueError before any model is loaded."""
     with pytest.raises(ValueError, match=r"(?s)`task='ner'`.*`r=0`.*`dropout=1.5`.*`init='xavier'`"):
         LoraPlusModule("unused", task="ner", r=0, dropout=1.5, init="xavier")
+    kinds = r"(?s)^Invalid LoraPlusModule settings: .*`ratio=0`.*`head_lr=-1`.*`min_lr_ratio=2`.*`initial_ratio=0`.*"
+    with pytest.raises(ValueError, match=kinds + r"`compile` has unknown"):
+        LoraPlusModule("unused", ratio=0, head_lr=-1, min_lr_ratio=2, initial_ratio=0, compile={"nope": 1})
     with pytest.raises(ValueError, match=r"`init='loraplus'` re-initialises new adapters, but `adapter="):
         LoraPlusModule("unused", init="loraplus", adapter="some/dir")
 

@@ -11,8 +11,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require
-from tiny_models import minilm_dir
+
+from lit_loraplus.testing import minilm_dir
+
+REPO = Path(__file__).resolve().parents[1]
 
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -20,7 +22,7 @@ SMOKE_LINE = 'SMOKE = os.environ.get("LIT_LORAPLUS_SMOKE", "0") == "1"'
 CELL_TIMEOUT_S = 300
 
 
-def _require_offline_demo() -> None:
+def _require_offline_demo(require) -> None:
     """Every notebook runs the offline quickstart's model and data (PyPI packages), and needs a Jupyter kernel."""
     for package in ("nbclient", "nbformat", "ipykernel"):
         require(importlib.util.find_spec(package) is not None, f"{package} is absent: pip install -e '.[test]'")
@@ -51,7 +53,7 @@ def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_follows_the_convention(path: Path) -> None:
+def test_notebook_follows_the_convention(path: Path, require) -> None:
     """Committed with outputs cleared, and its first code cell reads SMOKE from LIT_LORAPLUS_SMOKE."""
     require(importlib.util.find_spec("nbformat") is not None, "nbformat is absent: pip install -e '.[test]'")
     import nbformat

@@ -6,10 +6,10 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from peft.optimizers import create_loraplus_optimizer as peft_create_loraplus_optimizer
-from tiny_models import tiny_bert, tiny_gpt2, tiny_llama, tiny_roberta
 from torch import nn
 
 from lit_loraplus import create_loraplus_optimizer, loraplus_param_groups
+from lit_loraplus.testing import tiny_bert, tiny_gpt2, tiny_llama, tiny_roberta
 
 
 def lora_bert(seed: int = 0, **config) -> nn.Module:
@@ -142,7 +142,7 @@ def test_compat_peft_differs_from_ours_where_peft_is_wrong() -> None:
 def test_adamw_class_gets_the_fused_kernel_unless_the_caller_chose() -> None:
     """torch.optim.AdamW/Adam given as a class use fused=True on CPU tensors; an explicit foreach/fused, another
     optimizer, or a parameter fused cannot take (integer) keeps torch's own default."""
-    from lit_loraplus.optim import fused_supported
+    from lit_loraplus.core.optim import fused_supported
 
     model = lora_bert()
     assert create_loraplus_optimizer(model, lr=1e-3).defaults["fused"] is True

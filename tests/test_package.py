@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
 import lit_loraplus
-from lit_loraplus.resources import resolve_path
+import lit_loraplus.core
+from lit_loraplus.core.resources import resolve_path
 
 
-def test_core_imports_no_lightning() -> None:
-    """`import lit_loraplus` (groups, optim, schedule) does not import Lightning (DESIGN: one direction)."""
-    code = "import sys, lit_loraplus.optim, lit_loraplus.schedule; print('lightning' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.strip() == "False", result.stderr
+def test_core_imports_no_lightning(fresh_python) -> None:
+    """`import lit_loraplus` and every module of the pure core (δ terms and LoRA-layer discovery included) load
+    no Lightning, in a fresh interpreter."""
+    modules = sorted(
+        f"lit_loraplus.core.{p.stem}"
+        for p in Path(lit_loraplus.core.__file__).parent.glob("*.py")
+        if p.stem != "__init__"
+    )
+    assert {"lit_loraplus.core.feature_terms", "lit_loraplus.core.adapters", "lit_loraplus.core.optim"} <= set(modules)
+    code = f"import sys, lit_loraplus, {', '.join(modules)}; print(sorted(m for m in sys.modules if 'lightning' in m))"
+    result = fresh_python(code)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 def test_public_api_exported() -> None:

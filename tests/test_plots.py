@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from torch.utils.data import DataLoader
 
 from lit_loraplus.callbacks import FeatureLearningMonitor, UpdateNormMonitor
-from lit_loraplus.plots import plot_feature_terms, plot_learning_rates, plot_update_norms, read_metrics
+from lit_loraplus.tools.plots import plot_feature_terms, plot_learning_rates, plot_update_norms, read_metrics
 
 pytest.importorskip("matplotlib")
 

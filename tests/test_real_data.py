@@ -12,13 +12,15 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
-from conftest import REPO
 
 from lit_loraplus.data import GlueDataModule
-from lit_loraplus.module import LoraPlusModule
+from lit_loraplus.training import LoraPlusModule
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForSequenceClassification
 
-from lit_loraplus.distributed import compare_group_descriptions
+from lit_loraplus.training.distributed import compare_group_descriptions
 
 STEPS = 4
 CONFIG = """\
@@ -105,6 +105,7 @@ def runs(tmp_path_factory, tiny_bert_dir, glue_dir, adapter) -> tuple[Path, Path
     return ddp, single
 
 
+@pytest.mark.subprocess
 def test_ddp_ranks_end_bit_identical_with_identical_learning_rates(runs) -> None:
     """Both ranks end with bit-identical trainable weights and saw the same learning rate of every named group
     at every step (LoRA+ groups lora_A, lora_B, saved present)."""
@@ -120,6 +121,7 @@ def test_ddp_ranks_end_bit_identical_with_identical_learning_rates(runs) -> None
     assert {"lora_A", "lora_B", "saved"} <= set(lrs0[0]["lrs"])
 
 
+@pytest.mark.subprocess
 def test_ddp_equals_single_process_with_the_same_global_batch(runs) -> None:
     """2 processes × 4 rows equal 1 process × 8 rows (same rows per step, dropout 0): adapters within fp32
     tolerance, the same learning rates, and the same validation loss and accuracy (val/loss is logged with
@@ -143,6 +145,7 @@ def test_ddp_equals_single_process_with_the_same_global_batch(runs) -> None:
     assert float(val_ddp[0]["val/accuracy"]) == float(val_single[0]["val/accuracy"])
 
 
+@pytest.mark.subprocess
 def test_ddp_logs_from_rank_zero_only(runs) -> None:
     """Under DDP, one CSV version directory and one offline W&B run exist (rank 0 logs), with one row per step
     holding a learning-rate column per named group."""
@@ -153,6 +156,7 @@ def test_ddp_logs_from_rank_zero_only(runs) -> None:
     assert len(list((ddp / "logs" / "wandb").glob("offline-run-*"))) == 1
 
 
+@pytest.mark.subprocess
 def test_group_mismatch_across_ranks_is_refused(tmp_path, tiny_bert_dir, glue_dir) -> None:
     """When one rank's groups differ (here: rank 1's lora_B learning rate), every rank stops at fit start with an
     error naming the rank and the group, instead of training with different learning rates."""
@@ -178,6 +182,7 @@ def test_compare_group_descriptions_names_rank_and_group() -> None:
         compare_group_descriptions([ref, [ref[0], {"name": "lora_B", "lr": 3.2e-3}]])
 
 
+@pytest.mark.subprocess
 def test_ddp_sigkill_then_resume_equals_uninterrupted_run(runs, tmp_path, tiny_bert_dir, glue_dir, adapter) -> None:
     """Both DDP processes SIGKILLed at step 2 (after the step-2 checkpoint), then a new 2-process run with
     `--ckpt_path last`: steps 2-3 see the uninterrupted DDP run's rows and learning rates, and both ranks end with
@@ -186,7 +191,7 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted_run(runs, tmp_path, tiny_b
     flag = tmp_path / "blocked"
     keep = ["--trainer.enable_checkpointing=true"]
     keep += [
-        "--trainer.callbacks+=lit_loraplus.checkpoint.AdapterCheckpoint",
+        "--trainer.callbacks+=lit_loraplus.callbacks.AdapterCheckpoint",
         "--trainer.callbacks.every_n_train_steps=2",
     ]
     block = ["--trainer.callbacks+=scale_helpers.BlockAtStep", "--trainer.callbacks.step=2"]

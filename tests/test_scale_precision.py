@@ -11,7 +11,7 @@ import torch
 from scale_helpers import LossRecorder, fit_tiny
 
 from lit_loraplus.cli import LoraPlusCLI
-from lit_loraplus.precision import AdapterFP32Precision
+from lit_loraplus.training import AdapterFP32Precision
 
 
 def fit(tmp_path: Path, model: Path, glue: Path, precision: str, steps: int = 3) -> tuple[LoraPlusCLI, list[float]]:
@@ -70,7 +70,7 @@ def test_plain_bf16_true_from_python_warns_about_bf16_adapters(tmp_path, tiny_be
     import lightning as L
 
     from lit_loraplus.data import GlueDataModule
-    from lit_loraplus.module import LoraPlusModule
+    from lit_loraplus.training import LoraPlusModule
 
     data = GlueDataModule("sst2", str(tiny_bert_dir), data_dir=str(glue_dir), batch_size=4, train_subset=8)
     module = LoraPlusModule(str(tiny_bert_dir), num_labels=2, r=4)

@@ -11,38 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from test_checkpoint import STEPS, cli, fit_args, records
 
-from lit_loraplus.checkpoint_io import AtomicCheckpointIO
 from lit_loraplus.cli import LoraPlusCLI
+from lit_loraplus.training import AtomicCheckpointIO
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory, tiny_bert_dir, glue_dir) -> Path:
-    """An uninterrupted 12-step CLI run (checkpoints every 6 steps): the reference of every resume here."""
-    tmp = tmp_path_factory.mktemp("straight")
-    cli(tmp, *fit_args(tmp, tiny_bert_dir, glue_dir, "run"))
-    return tmp
-
-
-def assert_same_as_straight(straight: Path, tmp: Path, resumed_from: int) -> None:
-    """The resumed process saw the straight run's learning rates from `resumed_from` on and ended with its adapters."""
-    reference = records(straight / "run.jsonl")
-    resumed = [r for r in records(tmp / "run.jsonl")][-(STEPS - resumed_from) :]
-    assert [r["step"] for r in resumed] == list(range(resumed_from, STEPS))
-    assert [r["lrs"] for r in resumed] == [r["lrs"] for r in reference[resumed_from:]]
-    assert [r["batch"] for r in resumed] == [r["batch"] for r in reference[resumed_from:]]
-    a = load_file(straight / "run/adapter/adapter_model.safetensors")
-    b = load_file(tmp / "run/adapter/adapter_model.safetensors")
-    assert a.keys() == b.keys() and len(a) > 0
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
-def test_cli_uses_atomic_checkpoint_io_by_default(tmp_path, tiny_bert_dir, glue_dir) -> None:
+def test_cli_uses_atomic_checkpoint_io_by_default(tmp_path, reference_spec) -> None:
     """`lit-loraplus` trains with AtomicCheckpointIO unless trainer.plugins says otherwise."""
-    args = fit_args(tmp_path, tiny_bert_dir, glue_dir, "run")[1:]
+    args = reference_spec.args(tmp_path)[1:]
     trainer = LoraPlusCLI(args=args, run=False).trainer
     assert type(trainer.strategy.checkpoint_io) is AtomicCheckpointIO
 
@@ -57,11 +33,12 @@ def test_atomic_save_replaces_and_leaves_no_temp_file(tmp_path) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]
 
 
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, straight, tiny_bert_dir, glue_dir) -> None:
+@pytest.mark.subprocess
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, reference_run, cli) -> None:
     """`lit-loraplus fit` SIGKILLed at step 6 (after its step-6 checkpoint), then resumed in a new process with
     `--ckpt_path last`, ends with bit-identical adapters and saw the same learning rates and batches."""
     flag = tmp_path / "blocked"
-    args = fit_args(tmp_path, tiny_bert_dir, glue_dir, "run")
+    args = reference_run.args(tmp_path)
     block = ["--trainer.callbacks+=scale_helpers.BlockAtStep", "--trainer.callbacks.step=6"]
     block.append(f"--trainer.callbacks.flag={flag}")
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -79,17 +56,18 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, straight, tiny_b
     assert not list(folder.glob("*.tmp")) and not (tmp_path / "run" / "adapter").exists()
 
     cli(tmp_path, *args, "--ckpt_path=last")
-    assert_same_as_straight(straight, tmp_path, resumed_from=6)
+    reference_run.assert_resumed_as_reference(tmp_path, resumed_from=6)
 
 
-def test_torn_checkpoint_write_keeps_previous_last(tmp_path, straight, tiny_bert_dir, glue_dir) -> None:
+@pytest.mark.subprocess
+def test_torn_checkpoint_write_keeps_previous_last(tmp_path, reference_run, cli) -> None:
     """A crash half-way through writing the step-12 `last.ckpt` leaves the step-6 `last.ckpt` intact and loadable;
     `--ckpt_path last` resumes from it and reproduces the uninterrupted run exactly."""
     config = tmp_path / "torn.yaml"
     config.write_text(
         "trainer:\n  plugins:\n    - class_path: scale_helpers.TornWriteCheckpointIO\n      init_args: {crash_at: 4}\n"
     )
-    args = fit_args(tmp_path, tiny_bert_dir, glue_dir, "run")
+    args = reference_run.args(tmp_path)
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "lit_loraplus.cli", *args, "--config", str(config)]
     crashed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -100,4 +78,4 @@ def test_torn_checkpoint_write_keeps_previous_last(tmp_path, straight, tiny_bert
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 6
 
     cli(tmp_path, *args, "--ckpt_path=last")
-    assert_same_as_straight(straight, tmp_path, resumed_from=6)
+    reference_run.assert_resumed_as_reference(tmp_path, resumed_from=6)

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from lit_loraplus.cli import ConfigError, LoraPlusCLI, main
-from lit_loraplus.distributed import strategy_problems
-from lit_loraplus.module import LoraPlusModule
+from lit_loraplus.training import LoraPlusModule
+from lit_loraplus.training.distributed import strategy_problems
+
+REPO = Path(__file__).resolve().parents[1]
 
 STRATEGIES = sorted((REPO / "configs" / "strategy").glob("*.yaml"))
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -66,6 +67,7 @@ def test_fsdp_config_wraps_transformer_blocks_by_no_split_modules() -> None:
     assert type(strategy.kwargs["auto_wrap_policy"]).__name__ == "NoSplitModulesPolicy"
 
 
+@pytest.mark.subprocess
 def test_fsdp_on_cpu_keeps_roles_groups_and_names() -> None:
     """torch FSDP (gloo, CPU, 1 process; Lightning itself refuses the CPU) around tiny Llama / GPT-2 / BERT LoRA
     models: the policy wraps the transformer blocks (and BERT's embeddings, listed in its _no_split_modules) and
@@ -154,6 +156,7 @@ def test_qlora_config_keeps_the_paper_setup_and_parses(capsys) -> None:
     assert len(model["target_modules"]) == 7
 
 
+@pytest.mark.subprocess
 def test_gpu_check_without_gpu_exits_cleanly() -> None:
     """benchmarks/gpu_check.py on a machine (or with CUDA_VISIBLE_DEVICES empty) without a GPU exits 0 with a
     message saying nothing was checked and what it needs."""

@@ -6,11 +6,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from scale_helpers import fit_tiny
-from tiny_models import tiny_llama
 
-from lit_loraplus.lora import apply_lora
-from lit_loraplus.optim import loraplus_param_groups
-from lit_loraplus.schedule import LRSchedule, RatioSchedule, loraplus_scheduler, lr_factor, ratio_at
+from lit_loraplus.core.model import apply_lora
+from lit_loraplus.core.optim import loraplus_param_groups
+from lit_loraplus.core.schedule import LRSchedule, RatioSchedule, loraplus_scheduler, lr_factor, ratio_at
+from lit_loraplus.testing import tiny_llama
 
 
 class StepRecorder(Callback):

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from tiny_models import tiny_llama, tiny_llama_config
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+from lit_loraplus.testing import tiny_llama, tiny_llama_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "scaling_sketch.py"
@@ -227,6 +228,7 @@ def test_fsdp_flops_and_communication() -> None:
     assert fsdp4["step_s"] == fsdp4["comm_s"] and fsdp32["step_s"] == fsdp32["compute_s"]  # comm-bound at 4 only
 
 
+@pytest.mark.subprocess
 def test_cli_prints_tables() -> None:
     """The default command prints both micro-batch memory tables (GiB) and the step-time table."""
     done = run_cli()
@@ -240,6 +242,7 @@ def test_cli_prints_tables() -> None:
     assert f"**{total / GIB:.2f}**" in out
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [

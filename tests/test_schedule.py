@@ -11,7 +11,6 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 from peft import LoraConfig, get_peft_model
-from tiny_models import tiny_bert
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_loraplus import (
@@ -21,6 +20,7 @@ from lit_loraplus import (
     create_loraplus_optimizer,
     loraplus_scheduler,
 )
+from lit_loraplus.testing import tiny_bert
 
 LR, RATIO, TOTAL, WARMUP, RAMP, LAM0 = 1e-3, 16.0, 100, 10, 40, 2.0
 
@@ -126,14 +126,17 @@ def test_state_round_trip_continues_identically() -> None:
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: LRSchedule("exponential", 10), r"lr_schedule='exponential' is not one of"),
-        (lambda: LRSchedule("linear", 0), r"total_steps=0 must be a positive integer"),
-        (lambda: LRSchedule("linear", 10, warmup_steps=11), r"warmup_steps=11 must be an integer in \[0, total_steps"),
-        (lambda: LRSchedule("linear", 10, min_lr_ratio=2.0), r"min_lr_ratio=2.0 must be in \[0, 1\]"),
-        (lambda: RatioSchedule("step", 16), r"ratio_schedule='step' is not one of"),
-        (lambda: RatioSchedule("constant", 16, warmup_steps=5), r"ratio_warmup_steps=5 has no effect"),
-        (lambda: RatioSchedule("linear", 16), r"ratio_schedule='linear' needs ratio_warmup_steps >= 1"),
-        (lambda: RatioSchedule("linear", -1, warmup_steps=3), r"ratio=-1 must be > 0"),
+        (lambda: LRSchedule("exponential", 10), r"`lr_schedule='exponential'` must be one of"),
+        (lambda: LRSchedule("linear", 0), r"`total_steps=0` must be an integer >= 1"),
+        (
+            lambda: LRSchedule("linear", 10, warmup_steps=11),
+            r"`warmup_steps=11` is longer than the run \(total_steps=10\)",
+        ),
+        (lambda: LRSchedule("linear", 10, min_lr_ratio=2.0), r"`min_lr_ratio=2.0` must be in \[0, 1\]"),
+        (lambda: RatioSchedule("step", 16), r"`ratio_schedule='step'` must be one of"),
+        (lambda: RatioSchedule("constant", 16, warmup_steps=5), r"`ratio_warmup_steps=5` has no effect"),
+        (lambda: RatioSchedule("linear", 16), r"ratio_schedule='linear' needs `ratio_warmup_steps` >= 1"),
+        (lambda: RatioSchedule("linear", -1, warmup_steps=3), r"`ratio=-1` must be a positive finite number"),
     ],
 )
 def test_bad_schedules(build, match: str) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, require
-from test_configs import CPU, TINY_RUN
 from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+REPO = Path(__file__).resolve().parents[1]
 
 SWEEP = REPO / "configs" / "sweeps" / "loraplus_grid.yaml"
 
@@ -77,7 +77,9 @@ def test_command_calls_the_console_script_not_python() -> None:
 
 
 @pytest.mark.slow  # a fresh process: 35-40 s on 2 busy cores, most of it importing torch/peft/lightning
-def test_first_grid_point_runs_as_the_agent_would(tmp_path: Path, tiny_bert_dir: Path) -> None:
+def test_first_grid_point_runs_as_the_agent_would(
+    tmp_path: Path, tiny_bert_dir: Path, require, cpu_overrides, tiny_run
+) -> None:
     """The agent's command line for the first grid point, with tiny-model overrides appended after
     ${args}, trains 2 steps offline: the run's saved config holds the sweep's values, the sweep's metric is
     logged, and the W&B logger wrote an (offline) run."""
@@ -89,7 +91,7 @@ def test_first_grid_point_runs_as_the_agent_would(tmp_path: Path, tiny_bert_dir:
     assert command[0] == "/usr/bin/env" and command[-len(point) :] == [f"--{k}={v}" for k, v in point.items()]
     # Test-only overrides come after the agent's part, so that part stays exactly what the agent runs; they
     # touch none of the sweep's keys (model, data size, trainer length and device only).
-    tiny = [f"--model.model={tiny_bert_dir}", *CPU, *TINY_RUN]
+    tiny = [f"--model.model={tiny_bert_dir}", *cpu_overrides, *tiny_run]
     tiny += ["--data.init_args.train_subset=16", "--data.init_args.val_subset=8", "--data.init_args.batch_size=8"]
     (tmp_path / "configs").symlink_to(REPO / "configs")  # the agent runs in the repository root: relative paths
     # Its own WANDB_DIR: sharing the suite's with this child run left the next in-process offline run of the suite

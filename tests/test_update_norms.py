@@ -15,10 +15,10 @@ from ddp_callbacks_script import LAYERS, LoraModule, TokenTask, lora_bert, read_
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from peft import LoraConfig, get_peft_model
-from tiny_models import tiny_gpt2
 from torch.utils.data import DataLoader
 
 from lit_loraplus.callbacks import UpdateNormMonitor
+from lit_loraplus.testing import tiny_gpt2
 
 
 def lora_params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -183,8 +183,8 @@ def test_no_logger_fails_at_setup(tmp_path: Path) -> None:
     ("kwargs", "match"),
     [
         ({"stats": ["update", "nope"]}, r"unknown or empty \['nope'\]\. Valid names: \['update', 'update_rel'"),
-        ({"log_every_n_steps": 0}, r"log_every_n_steps=0\) must be an integer >= 1"),
-        ({"log_every_n_steps": 2.5}, r"log_every_n_steps=2.5\)"),
+        ({"log_every_n_steps": 0}, r"`log_every_n_steps=0` must be an integer >= 1"),
+        ({"log_every_n_steps": 2.5}, r"`log_every_n_steps=2.5`"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
@@ -209,6 +209,7 @@ def test_layer_regex_selects(tmp_path: Path) -> None:
     assert {k.rsplit("/", 1)[-1] for k in row if k.startswith("lora/norm/A/")} == {*LAYERS[1::2], "mean", "max"}
 
 
+@pytest.mark.subprocess
 def test_ddp_logs_from_rank_zero_with_single_process_values(tmp_path: Path) -> None:
     """DDP on 2 CPU processes (gloo): only rank 0 hands lora/ metrics to its logger, and the logged Δ equal a
     single-process run on the same global batches within fp32 tolerance."""

@@ -1,9 +1,13 @@
-"""Lightning callbacks that show what LoRA+ does to the adapters: update norms and feature-learning terms.
+"""Lightning callbacks for LoRA+: the monitors (update norms, feature-learning terms), adapter-only
+checkpoints, the adapter export at the end of ``fit`` and a prediction writer.
 
-Both work with any LightningModule whose model contains PEFT LoRA layers, and log under ``lora/``.
+The monitors work with any LightningModule whose model contains PEFT LoRA layers and log under ``lora/``.
 """
 
+from lit_loraplus.callbacks.checkpoint import AdapterCheckpoint
+from lit_loraplus.callbacks.export import AdapterExport
 from lit_loraplus.callbacks.feature_learning import FeatureLearningMonitor
+from lit_loraplus.callbacks.prediction_writer import JsonlPredictionWriter
 from lit_loraplus.callbacks.update_norms import UpdateNormMonitor
 
-__all__ = ["FeatureLearningMonitor", "UpdateNormMonitor"]
+__all__ = ["AdapterCheckpoint", "AdapterExport", "FeatureLearningMonitor", "JsonlPredictionWriter", "UpdateNormMonitor"]

@@ -8,11 +8,12 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lit_loraplus.core.checks import int_at_least, raise_problems
+
 
 def check_log_every(value: object, owner: str) -> int:
     """Return ``value`` if it is an int >= 1, else raise ``ValueError`` quoting it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}(log_every_n_steps={value!r}) must be an integer >= 1 (optimizer steps).")
+    raise_problems(int_at_least("log_every_n_steps", value, 1, "optimizer steps"), f"{owner} settings")
     return value
 
 

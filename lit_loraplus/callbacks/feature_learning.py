@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from lit_loraplus.callbacks._delta_terms import TERMS, balance, feature_terms, rms
 from lit_loraplus.callbacks._logging import (
     check_log_every,
     due,
@@ -23,8 +22,10 @@ from lit_loraplus.callbacks._logging import (
     log_metrics,
     setup_fit_logging,
 )
-from lit_loraplus.callbacks._lora_layers import LoraAdapter, matrices, select_adapters, snapshot
-from lit_loraplus.distributed import strategy_kind
+from lit_loraplus.core.adapters import LoraAdapter, matrices, select_adapters, snapshot
+from lit_loraplus.core.checks import int_at_least, one_of, raise_problems
+from lit_loraplus.core.feature_terms import TERMS, balance, feature_terms, rms
+from lit_loraplus.training.distributed import strategy_kind
 
 ProbeSource = Literal["auto", "val", "train"]
 ForwardFn = Callable[[pl.LightningModule, Any], Any]
@@ -131,12 +132,9 @@ class FeatureLearningMonitor(pl.Callback):
     ) -> None:
         name = type(self).__name__
         self.log_every_n_steps = check_log_every(log_every_n_steps, name)
-        if probe_batch_size is not None and (
-            isinstance(probe_batch_size, bool) or not isinstance(probe_batch_size, int) or probe_batch_size < 1
-        ):
-            raise ValueError(f"{name}(probe_batch_size={probe_batch_size!r}) must be an integer >= 1 (or None: 8).")
-        if probe_source not in ("auto", "val", "train"):
-            raise ValueError(f"{name}(probe_source={probe_source!r}) must be one of 'auto', 'val', 'train'.")
+        problems = int_at_least("probe_batch_size", probe_batch_size, 1, "None: min(8, the batch)", optional=True)
+        problems += one_of("probe_source", probe_source, ("auto", "val", "train"))
+        raise_problems(problems, f"{name} settings")
         self.layers, self.probe_batch_size, self.probe_source = layers, probe_batch_size, probe_source
         self.forward_fn = forward_fn
         self._adapters: list[LoraAdapter] = []

@@ -20,7 +20,7 @@ from lit_loraplus.callbacks._logging import (
     log_metrics,
     setup_fit_logging,
 )
-from lit_loraplus.callbacks._lora_layers import LoraAdapter, matrices, select_adapters, snapshot
+from lit_loraplus.core.adapters import LoraAdapter, matrices, select_adapters, snapshot
 
 STATS = ("update", "update_rel", "norm", "grad")
 _ROLES = ("A", "B")

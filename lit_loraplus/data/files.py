@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from lit_loraplus.resources import resolve_path
+from lit_loraplus.core.resources import resolve_path
 
 FileFormat = Literal["csv", "tsv", "jsonl"]
 _SUFFIXES: dict[str, FileFormat] = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}

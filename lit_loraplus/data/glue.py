@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from lit_loraplus.core.resources import resolve_path
 from lit_loraplus.data.base import Example, TokenizedDataModule, encode_texts
 from lit_loraplus.data.files import read_table, require_columns, require_file
-from lit_loraplus.resources import resolve_path
 
 if TYPE_CHECKING:
     from datasets import DatasetDict

@@ -1,38 +1,22 @@
-"""MMLU k-shot evaluation (Hendrycks et al., 2021) from the original CSV files, and its scoring."""
+"""MMLU k-shot prompts (Hendrycks et al., 2021) from the original CSV files.
+
+Scored by :mod:`lit_loraplus.evaluation.mmlu` (metric ``mmlu_accuracy``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from lit_loraplus.core.resources import resolve_path
 from lit_loraplus.data.base import Example, TokenizedDataModule
 from lit_loraplus.data.files import read_table, require_file
-from lit_loraplus.resources import resolve_path
+from lit_loraplus.evaluation.mmlu import CATEGORIES, SUBJECT_CATEGORY, SUBJECTS
 
 LETTERS = ("A", "B", "C", "D")
 COLUMNS = ["question", *LETTERS, "answer"]  # the CSVs have no header
-CATEGORIES = ["STEM", "humanities", "social sciences", "other"]
-# The standard subject -> super-category map of the MMLU reference code (categories.py).
-_SUBJECTS_BY_CATEGORY = {
-    "STEM": """abstract_algebra astronomy college_biology college_chemistry college_computer_science
-        college_mathematics college_physics computer_security conceptual_physics electrical_engineering
-        elementary_mathematics high_school_biology high_school_chemistry high_school_computer_science
-        high_school_mathematics high_school_physics high_school_statistics machine_learning""",
-    "humanities": """formal_logic high_school_european_history high_school_us_history high_school_world_history
-        international_law jurisprudence logical_fallacies moral_disputes moral_scenarios philosophy prehistory
-        professional_law world_religions""",
-    "social sciences": """econometrics high_school_geography high_school_government_and_politics
-        high_school_macroeconomics high_school_microeconomics high_school_psychology human_sexuality
-        professional_psychology public_relations security_studies sociology us_foreign_policy""",
-    "other": """anatomy business_ethics clinical_knowledge college_medicine global_facts human_aging management
-        marketing medical_genetics miscellaneous nutrition professional_accounting professional_medicine virology""",
-}
-SUBJECT_CATEGORY: dict[str, str] = {s: c for c, names in _SUBJECTS_BY_CATEGORY.items() for s in names.split()}
-SUBJECTS = sorted(SUBJECT_CATEGORY)  # the 57 subjects
 Question = tuple[str, dict[str, str]]  # (subject, CSV row)
 
 
@@ -68,24 +52,6 @@ def answer_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return ids
 
 
-def score_mmlu_batch(logits: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Predicted choice of each row: the largest of the four letter logits at the last real token.
-
-    Args:
-        logits: Causal-LM logits, (B, T, V).
-        batch: An MMLU batch with ``attention_mask`` (B, T), ``choice_ids`` (B, 4) and ``answer`` (B,).
-
-    Returns:
-        ``(predictions, correct)``: the chosen letter index (B,) long in 0-3, and (B,) bool.
-    """
-    mask = batch["attention_mask"]
-    positions = torch.arange(mask.shape[1], device=mask.device)
-    last = (mask * positions).argmax(dim=1)  # (B,) last attended position, whichever side padding is on
-    final = logits[torch.arange(logits.shape[0], device=logits.device), last]  # (B, V)
-    predictions = final.gather(1, batch["choice_ids"]).argmax(dim=1)  # (B, 4) -> (B,)
-    return predictions, predictions == batch["answer"]
-
-
 class MMLUDataModule(TokenizedDataModule):
     """MMLU k-shot multiple choice, for evaluating a causal LM (``trainer.validate`` / ``trainer.test``).
 
@@ -93,7 +59,8 @@ class MMLUDataModule(TokenizedDataModule):
     (with answers) about {subject}.\\n\\n", the first ``k_shot`` questions of the subject's dev file
     with their answers, then the question ending in "Answer:". A prompt longer than
     ``max_length`` drops exemplars (last first) until it fits; a zero-shot prompt still too long
-    keeps its last ``max_length`` tokens. Score the batches with :func:`score_mmlu_batch`.
+    keeps its last ``max_length`` tokens. Score the batches with
+    :class:`~lit_loraplus.evaluation.mmlu.MMLUAccuracy` (metric ``mmlu_accuracy``).
 
     ``val_dataloader`` serves ``eval_split``; ``test_dataloader`` serves the test split. There is
     no training split. Batches: ``input_ids``, ``attention_mask`` (padded right), ``answer`` (B,)

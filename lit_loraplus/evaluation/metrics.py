@@ -13,9 +13,15 @@ perplexity         exp(mean token cross-entropy)                                
 token_accuracy     next-token top-1 accuracy over unmasked tokens               causal LM
 mmlu_accuracy      multiple-choice accuracy, overall and per MMLU category       MMLU evaluation
 =================  ============================================================  ==================
+
+:func:`update_metrics` feeds one evaluation batch to every metric, each the way it needs it, so a
+LightningModule evaluates any task with the same three lines. Pure torch + torchmetrics.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -23,10 +29,21 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import Accuracy, F1Score, MatthewsCorrCoef
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
+from lit_loraplus.evaluation.mmlu import MMLUAccuracy
+
 CLASSIFICATION = ("accuracy", "f1", "matthews")
 REGRESSION = ("pearson", "spearman")
 CAUSAL_LM = ("perplexity", "token_accuracy", "mmlu_accuracy")
 METRICS: tuple[str, ...] = CLASSIFICATION + REGRESSION + CAUSAL_LM
+_TOKEN_METRICS = ("perplexity", "token_accuracy")
+
+
+@runtime_checkable
+class KeyedMetric(Protocol):
+    """A metric with several named results (e.g. MMLU accuracy overall and per category)."""
+
+    def log_items(self, prefix: str) -> dict[str, Tensor]:
+        """``{metric key: value}`` to log under ``prefix`` (computed over the epoch)."""
 
 
 class Perplexity(Metric):
@@ -63,7 +80,7 @@ def default_metrics(task: str, num_labels: int | None) -> list[str]:
 
 
 def build_metrics(names: list[str], task: str, num_labels: int | None) -> MetricCollection:
-    """A MetricCollection of the named metrics (mmlu_accuracy is kept outside: it is per category).
+    """A MetricCollection of the named metrics.
 
     Args:
         names: Metric names from :data:`METRICS`.
@@ -97,8 +114,38 @@ def build_metrics(names: list[str], task: str, num_labels: int | None) -> Metric
         "spearman": SpearmanCorrCoef,
         "perplexity": Perplexity,
         "token_accuracy": MeanMetric,
+        "mmlu_accuracy": MMLUAccuracy,
     }
-    return MetricCollection({n: factories[n]() for n in names if n in factories})
+    # compute_groups=False: metrics that share states would otherwise be merged, and a keyed one must stay apart.
+    return MetricCollection({n: factories[n]() for n in names}, compute_groups=False)
+
+
+def update_metrics(metrics: Mapping[str, Metric], logits: Tensor, batch: Mapping[str, Tensor]) -> None:
+    """Feed one evaluation batch to every metric, as each needs it.
+
+    Classification metrics get the arg-max class (regression, one output: the score) and
+    ``labels``; the causal-LM token metrics get next-token statistics over unmasked ``labels``;
+    ``mmlu_accuracy`` scores the answer letters (see :mod:`lit_loraplus.evaluation.mmlu`).
+
+    Args:
+        metrics: ``{name: metric}`` as :func:`build_metrics` made them.
+        logits: The model's logits, (B, C) for classification or (B, T, V) for a causal LM.
+        batch: The evaluation batch.
+    """
+    stats = None
+    for name, metric in metrics.items():
+        if name in _TOKEN_METRICS:
+            stats = stats or token_statistics(logits, batch["labels"])
+            loss_sum, correct, tokens = stats
+            if name == "perplexity":
+                metric.update(loss_sum, tokens)
+            else:
+                metric.update(correct / tokens.clamp(min=1), weight=tokens)
+        elif name == "mmlu_accuracy":
+            metric.update(logits, batch)
+        else:
+            preds = logits.squeeze(-1).float() if logits.shape[-1] == 1 else logits.argmax(-1)
+            metric.update(preds, batch["labels"])
 
 
 def token_statistics(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -118,28 +165,3 @@ def token_statistics(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Te
     )
     correct = ((shift_logits.argmax(-1) == shift_labels) & mask).sum()
     return loss_sum, correct, mask.sum()
-
-
-class CategoryAccuracy(Metric):
-    """Accuracy per category and overall (MMLU's STEM / humanities / social sciences / other).
-
-    Args:
-        num_categories: Number of categories.
-    """
-
-    def __init__(self, num_categories: int) -> None:
-        super().__init__()
-        self.add_state("correct", torch.zeros(num_categories, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros(num_categories, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, correct: Tensor, category: Tensor) -> None:
-        """Add a batch: ``correct`` (B,) bools, ``category`` (B,) indices."""
-        self.correct += torch.bincount(category, weights=correct.long(), minlength=len(self.correct)).long()
-        self.total += torch.bincount(category, minlength=len(self.total))
-
-    def compute(self) -> dict[str, Tensor]:
-        """``{"all": overall accuracy, "0": category 0's accuracy, ...}`` (NaN for an empty category)."""
-        per = self.correct.double() / self.total.double()
-        out = {"all": (self.correct.sum().double() / self.total.sum().clamp(min=1)).float()}
-        out.update({str(i): per[i].float() for i in range(len(per))})
-        return out

@@ -1,9 +1,4 @@
-"""``lit-loraplus``: LightningCLI for LoraPlusModule, plus ``export`` and ``find-ratio``.
-
-    lit-loraplus fit --config configs/trainer.yaml --config configs/quickstart.yaml
-    lit-loraplus validate --config ... --ckpt_path last
-    lit-loraplus export --ckpt_path runs/x/checkpoints/last.ckpt --output_dir adapter/ [--merge]
-    lit-loraplus find-ratio --config configs/quickstart.yaml --ratios 1,4,16 --steps 50  (lit_loraplus.tuner)
+"""``LoraPlusCLI``: LightningCLI wired for LoraPlusModule and the LoRA+ data modules.
 
 The model states its name once: it is linked to the data module's tokenizer; the data module's
 ``task``, ``num_labels``, ``id2label`` and ``metrics`` are linked to the model. The optimizer is
@@ -15,17 +10,17 @@ silently dropping LoRA+ — is refused.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from typing_extensions import override
 
-from lit_loraplus.checkpoint import AdapterCheckpoint
+from lit_loraplus.callbacks import AdapterCheckpoint
 from lit_loraplus.data.base import TokenizedDataModule
-from lit_loraplus.distributed import strategy_kind, strategy_problems
-from lit_loraplus.module import LoraPlusModule
+from lit_loraplus.training.distributed import strategy_kind, strategy_problems
+from lit_loraplus.training.module import LoraPlusModule
+from lit_loraplus.training.precision import TRUE_HALF
 
 
 class ConfigError(ValueError):
@@ -48,10 +43,10 @@ class LoraPlusCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", LoggerSaveConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
-        # Crash-safe checkpoint files by default (see lit_loraplus.checkpoint_io); an explicit
+        # Crash-safe checkpoint files by default (see lit_loraplus.training.checkpoint_io); an explicit
         # `trainer.plugins` replaces this default, so keep AtomicCheckpointIO in it if you set plugins.
         trainer_defaults = dict(kwargs.pop("trainer_defaults", None) or {})
-        trainer_defaults.setdefault("plugins", [{"class_path": "lit_loraplus.checkpoint_io.AtomicCheckpointIO"}])
+        trainer_defaults.setdefault("plugins", [{"class_path": "lit_loraplus.training.AtomicCheckpointIO"}])
         kwargs["trainer_defaults"] = trainer_defaults
         kwargs.setdefault("subclass_mode_data", True)
         # Our own optimizer handling: LightningCLI's would replace the LoRA+ groups.
@@ -93,13 +88,11 @@ class LoraPlusCLI(LightningCLI):
     @staticmethod
     def _keep_adapters_fp32(trainer: Namespace) -> None:
         """Swap ``precision: bf16-true``/``16-true`` for AdapterFP32Precision (LoRA matrices stay fp32)."""
-        from lit_loraplus.precision import TRUE_HALF
-
         precision = str(trainer.get("precision"))
         if precision not in TRUE_HALF:
             return
         plugin = Namespace(
-            class_path="lit_loraplus.precision.AdapterFP32Precision", init_args=Namespace(precision=precision)
+            class_path="lit_loraplus.training.precision.AdapterFP32Precision", init_args=Namespace(precision=precision)
         )
         plugins = trainer.get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
@@ -134,47 +127,3 @@ class LoraPlusCLI(LightningCLI):
     def before_predict(self) -> None:
         """As :meth:`before_fit`."""
         self._check_ckpt_path()
-
-
-def export_main(args: list[str]) -> None:
-    """``lit-loraplus export``: a LoraPlusModule checkpoint to a PEFT adapter (or a merged model).
-
-    Args:
-        args: ``--ckpt_path PATH --output_dir DIR [--merge]``.
-    """
-    import argparse
-
-    from lit_loraplus.export import export_checkpoint
-
-    parser = argparse.ArgumentParser(prog="lit-loraplus export", description=export_main.__doc__.splitlines()[0])
-    parser.add_argument("--ckpt_path", required=True, help="Checkpoint written while training a LoraPlusModule.")
-    parser.add_argument("--output_dir", required=True, help="Folder for the PEFT adapter (created).")
-    parser.add_argument("--merge", action="store_true", help="Write the merged full model instead of the adapter.")
-    options = parser.parse_args(args)
-    out = export_checkpoint(options.ckpt_path, options.output_dir, merge=options.merge)
-    print(f"lit-loraplus: exported {'merged model' if options.merge else 'adapter'} to {out}")
-
-
-def main(args: list[str] | None = None) -> None:
-    """Entry point of ``lit-loraplus``: ``export`` and ``find-ratio`` are ours, every other subcommand LightningCLI's.
-
-    Args:
-        args: Command-line arguments (default ``sys.argv[1:]``).
-    """
-    args = sys.argv[1:] if args is None else args
-    if args and args[0] == "export":
-        export_main(args[1:])
-        return
-    if args and args[0] == "find-ratio":
-        from lit_loraplus.tuner import find_ratio_main
-
-        find_ratio_main(args[1:])
-        return
-    try:
-        LoraPlusCLI(args=args)
-    except ConfigError as err:
-        sys.exit(f"lit-loraplus: error: {err}")
-
-
-if __name__ == "__main__":
-    main()

@@ -23,10 +23,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from typing_extensions import override
 
-from lit_loraplus.groups import parameter_roles
+from lit_loraplus.core.roles import LORA_ROLES, parameter_roles
 
 TRUE_HALF = ("bf16-true", "16-true")
-_ADAPTER_ROLES = ("lora_A", "lora_B", "embedding_A", "embedding_B")
 _HALF = (torch.bfloat16, torch.float16)
 
 
@@ -43,7 +42,7 @@ def upcast_adapters_(model: nn.Module) -> int:
     count = 0
     for name, param in model.named_parameters():
         where = roles.get(name)
-        if where is not None and where.role in _ADAPTER_ROLES and param.dtype in _HALF:
+        if where is not None and where.role in LORA_ROLES and param.dtype in _HALF:
             param.data = param.data.float()
             count += 1
     return count
@@ -57,7 +56,7 @@ def warn_half_precision_adapters(model: nn.Module) -> None:
     """
     roles = parameter_roles(model)
     params = dict(model.named_parameters())
-    half = [n for n, r in roles.items() if r.role in _ADAPTER_ROLES and params[n].dtype in _HALF]
+    half = [n for n, r in roles.items() if r.role in LORA_ROLES and params[n].dtype in _HALF]
     if half:
         rank_zero_warn(
             f"{len(half)} LoRA matrices (e.g. {half[0]}) and their optimizer state are {params[half[0]].dtype}: "

@@ -1,12 +1,11 @@
 """The role of every trainable parameter of a PEFT LoRA model.
 
-This is the only module that knows PEFT's attribute names (``lora_A``, ``lora_embedding_B``,
-``lora_magnitude_vector``, ...). A role is decided by *module structure* — which PEFT layer owns
-the parameter and under which attribute — never by ``ndim`` or by a substring of the name, so a
-user module called ``my_lora_B_proj`` stays an ordinary module and FSDP's flattened 1-D
-parameters keep their roles.
+A role is decided by *module structure* — which PEFT layer owns the parameter and in which part
+(:mod:`lit_loraplus.core.adapters`, the only module that knows PEFT's attribute names) — never
+by ``ndim`` or by a substring of the name, so a user module called ``my_lora_B_proj`` stays an
+ordinary module and FSDP's flattened 1-D parameters keep their roles.
 
-Precedence (first match wins), as in the README's table:
+Precedence (first match wins), as in the documentation's table:
 
 ==============  ==========================================================  ===========
 role            which parameters                                            decays?
@@ -35,6 +34,8 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import ModulesToSaveWrapper, PeftType
 from torch import nn
 
+from lit_loraplus.core.adapters import Part, lora_layer_parameters, saved_copy_modules, token_delta_parameters
+
 Role = Literal["lora_A", "lora_B", "embedding_A", "embedding_B", "magnitude", "saved", "tokens", "no_decay", "other"]
 ROLES: tuple[Role, ...] = (
     "lora_A",
@@ -48,13 +49,14 @@ ROLES: tuple[Role, ...] = (
     "other",
 )
 
-# LoraLayer attribute -> role. Each attribute is a ModuleDict/ParameterDict keyed by adapter name.
-_LORA_ATTRS: dict[str, Role] = {
-    "lora_A": "lora_A",
-    "lora_B": "lora_B",
-    "lora_embedding_A": "embedding_A",
-    "lora_embedding_B": "embedding_B",
-    "lora_magnitude_vector": "magnitude",
+LORA_ROLES: tuple[Role, ...] = ("lora_A", "lora_B", "embedding_A", "embedding_B")  # the low-rank matrices
+NEVER_DECAY: tuple[Role, ...] = ("magnitude", "tokens", "no_decay")  # roles whose parameters never decay
+_PART_ROLE: dict[Part, Role] = {
+    "A": "lora_A",
+    "B": "lora_B",
+    "embedding_A": "embedding_A",
+    "embedding_B": "embedding_B",
+    "magnitude": "magnitude",
 }
 _NORM_CLASSES = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 
@@ -140,19 +142,18 @@ def parameter_roles(model: nn.Module) -> dict[str, ParamRole]:
     modules = list(model.modules())
     for module in modules:
         if isinstance(module, LoraLayer):
-            for attr, role in _LORA_ATTRS.items():
-                for local, param in getattr(module, attr).named_parameters():
-                    # The LoRA B bias (lora_bias=True) scales like B but, being a bias, does not decay.
-                    decay = role != "magnitude" and local.rsplit(".", 1)[-1] != "bias"
-                    found.setdefault(id(param), ParamRole(role, decay))
+            for part, local, param in lora_layer_parameters(module):
+                # The LoRA B bias (lora_bias=True) scales like B but, being a bias, does not decay.
+                decay = part != "magnitude" and local.rsplit(".", 1)[-1] != "bias"
+                found.setdefault(id(param), ParamRole(_PART_ROLE[part], decay))
     for module in modules:
         if isinstance(module, ModulesToSaveWrapper):
-            for sub in module.modules_to_save.modules():
+            for sub in saved_copy_modules(module):
                 for local, param in sub.named_parameters(recurse=False):
                     found.setdefault(id(param), ParamRole("saved", _plain_decays(sub, local)))
     for module in modules:
         if isinstance(module, TrainableTokensLayer):
-            for param in module.trainable_tokens_delta.parameters():
+            for param in token_delta_parameters(module):
                 found.setdefault(id(param), ParamRole("tokens", False))
     for module in modules:
         for local, param in module.named_parameters(recurse=False):
@@ -176,39 +177,3 @@ def lora_target_candidates(model: nn.Module) -> list[str]:
 
     kinds = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, Conv1D)
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if name and isinstance(m, kinds)})
-
-
-def peft_compat_groups(model: nn.Module) -> dict[str, str]:
-    """PEFT's own placement (``peft.optimizers.create_loraplus_optimizer``), quirks included.
-
-    Reproduced rule for rule so that users who migrate get identical learning rates: parameters
-    of a LoRA ``Embedding`` layer go to ``embedding``; a name containing ``lora_B`` *or any 1-D
-    parameter* (biases, norm weights, DoRA magnitudes, the head's bias) goes to the B groups, split
-    by PEFT's decay rule (not inside an ``nn.LayerNorm``, no ``bias`` in the name); the rest to A.
-
-    Args:
-        model: A PEFT LoRA model.
-
-    Returns:
-        ``{parameter name: group}`` with groups ``groupA``, ``embedding``, ``groupB`` and
-        ``groupB_no_decay`` (PEFT's names), trainable parameters only.
-    """
-    from peft.tuners.lora import Embedding as LoraEmbedding
-    from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
-    from transformers.trainer_pt_utils import get_parameter_names
-
-    check_lora_model(model)
-    decay_names = {n for n in get_parameter_names(model, ALL_LAYERNORM_LAYERS) if "bias" not in n}
-    groups = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        owner_name = ".".join(name.split(".")[:-2])
-        owner = model.get_submodule(owner_name) if owner_name else None
-        if isinstance(owner, LoraEmbedding):
-            groups[name] = "embedding"
-        elif "lora_B" in name or param.ndim == 1:
-            groups[name] = "groupB" if name in decay_names else "groupB_no_decay"
-        else:
-            groups[name] = "groupA"
-    return groups

@@ -16,12 +16,14 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
-from lit_loraplus.groups import lora_target_candidates
-from lit_loraplus.resources import resolve_path
+from lit_loraplus.core.adapters import adapter_matrices
+from lit_loraplus.core.resources import resolve_path
+from lit_loraplus.core.roles import lora_target_candidates
 
 Task = Literal["sequence_classification", "causal_lm"]
 Init = Literal["standard", "loraplus"]
 TASKS: tuple[str, ...] = ("sequence_classification", "causal_lm")
+INITS: tuple[str, ...] = ("standard", "loraplus")  # PEFT's (A random, B = 0) and the paper's Init[2]
 _PEFT_TASK = {"sequence_classification": "SEQ_CLS", "causal_lm": "CAUSAL_LM"}
 # Class-name endings that identify a transformers model's head.
 _HEAD_SUFFIX = {"sequence_classification": ("ForSequenceClassification",), "causal_lm": ("ForCausalLM", "LMHeadModel")}
@@ -158,9 +160,11 @@ def init_loraplus_(model: nn.Module) -> int:
             if not isinstance(module, LoraLayer):
                 continue
             for adapter in module.active_adapters:
-                if adapter in module.lora_A:
-                    nn.init.kaiming_uniform_(module.lora_B[adapter].weight, a=math.sqrt(5))
-                    nn.init.zeros_(module.lora_A[adapter].weight)
+                found = adapter_matrices(module, adapter)
+                if found is not None and found[2] != "embedding":
+                    A, B, _ = found
+                    nn.init.kaiming_uniform_(B, a=math.sqrt(5))
+                    nn.init.zeros_(A)
                     count += 1
     return count
 

@@ -1,6 +1,13 @@
-"""Tiny real models built from configs, and their tokenizers, for tests (no hub, no download).
+"""Tiny real models built from configs, and their tokenizers: no hub, no download.
 
-Every builder seeds torch so a test gets the same weights each time.
+For this package's tests and benchmarks, and for your own tests of code built on it: a real
+``transformers`` model (hidden 32, 2 layers) runs a LoRA+ training step in milliseconds on a CPU.
+Every builder seeds torch so a caller gets the same weights each time.
+
+Example:
+    >>> from lit_loraplus.testing import tiny_bert
+    >>> tiny_bert(num_labels=3).config.hidden_size
+    32
 """
 
 from __future__ import annotations

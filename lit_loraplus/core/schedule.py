@@ -20,13 +20,11 @@ from typing import Literal
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from lit_loraplus.core.checks import in_range, int_at_least, is_int_at_least, one_of, positive, raise_problems
+
 LRScheduleName = Literal["constant", "linear", "cosine"]
 RatioScheduleName = Literal["constant", "linear", "cosine"]
 _NAMES = ("constant", "linear", "cosine")
-
-
-def _int_at_least(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def lr_factor(step: int, name: str, total_steps: int, warmup_steps: int, min_lr_ratio: float) -> float:
@@ -97,21 +95,28 @@ class LRSchedule:
     min_lr_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.name not in _NAMES:
-            problems.append(f"lr_schedule={self.name!r} is not one of {_NAMES}.")
-        if not _int_at_least(self.total_steps, 1):
-            problems.append(f"total_steps={self.total_steps!r} must be a positive integer (the run's optimizer steps).")
-        elif not _int_at_least(self.warmup_steps, 0) or self.warmup_steps > self.total_steps:
-            problems.append(
-                f"warmup_steps={self.warmup_steps!r} must be an integer in [0, total_steps={self.total_steps}]."
-            )
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            problems.append(
-                f"min_lr_ratio={self.min_lr_ratio!r} must be in [0, 1] (a fraction of the peak learning rate)."
-            )
-        if problems:
-            raise ValueError("Invalid learning-rate schedule: " + " ".join(problems))
+        raise_problems(
+            self.problems_of(self.name, self.total_steps, self.warmup_steps, self.min_lr_ratio),
+            "learning-rate schedule",
+        )
+
+    @staticmethod
+    def problems_of(name: str, total_steps: int | None, warmup_steps: int, min_lr_ratio: float) -> list[str]:
+        """Every problem of these fields (empty when valid); ``total_steps=None`` skips the checks against it.
+
+        Args:
+            name: The schedule's name.
+            total_steps: The run's length, or None while it is not known (before the trainer exists).
+            warmup_steps: Warm-up length.
+            min_lr_ratio: Final fraction of the peak.
+        """
+        problems = one_of("lr_schedule", name, _NAMES)
+        if total_steps is not None:
+            problems += int_at_least("total_steps", total_steps, 1, "the run's optimizer steps")
+        problems += int_at_least("warmup_steps", warmup_steps, 0)
+        if not problems and total_steps is not None and warmup_steps > total_steps:
+            problems.append(f"`warmup_steps={warmup_steps}` is longer than the run (total_steps={total_steps}).")
+        return problems + in_range("min_lr_ratio", min_lr_ratio, 0.0, 1.0, "a fraction of the peak learning rate")
 
     def __call__(self, step: int) -> float:
         """s(step); see :func:`lr_factor`."""
@@ -140,22 +145,27 @@ class RatioSchedule:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.name not in _NAMES:
-            problems.append(f"ratio_schedule={self.name!r} is not one of {_NAMES}.")
-        if not self.ratio > 0:
-            problems.append(f"ratio={self.ratio!r} must be > 0.")
-        if not self.initial_ratio > 0:
-            problems.append(f"initial_ratio={self.initial_ratio!r} must be > 0.")
-        if self.name == "constant" and self.warmup_steps != 0:
+        problems = self.problems_of(self.name, self.initial_ratio, self.warmup_steps)
+        raise_problems(problems + positive("ratio", self.ratio), "ratio schedule")
+
+    @staticmethod
+    def problems_of(name: str, initial_ratio: float, warmup_steps: int) -> list[str]:
+        """Every problem of these fields but the ratio itself (checked with the group settings).
+
+        Args:
+            name: The schedule's name (``ratio_schedule``).
+            initial_ratio: λ₀.
+            warmup_steps: Ramp length (``ratio_warmup_steps``).
+        """
+        problems = one_of("ratio_schedule", name, _NAMES) + positive("initial_ratio", initial_ratio)
+        if name == "constant" and warmup_steps != 0:
             problems.append(
-                f"ratio_warmup_steps={self.warmup_steps!r} has no effect with ratio_schedule='constant': "
+                f"`ratio_warmup_steps={warmup_steps!r}` has no effect with ratio_schedule='constant': "
                 "set ratio_schedule='linear' or 'cosine', or drop ratio_warmup_steps."
             )
-        if self.name in ("linear", "cosine") and not _int_at_least(self.warmup_steps, 1):
-            problems.append(f"ratio_schedule={self.name!r} needs ratio_warmup_steps >= 1, got {self.warmup_steps!r}.")
-        if problems:
-            raise ValueError("Invalid ratio schedule: " + " ".join(problems))
+        if name in ("linear", "cosine") and not is_int_at_least(warmup_steps, 1):
+            problems.append(f"ratio_schedule={name!r} needs `ratio_warmup_steps` >= 1, got {warmup_steps!r}.")
+        return problems
 
     def __call__(self, step: int) -> float:
         """λ(step); see :func:`ratio_at`."""

@@ -52,7 +52,18 @@ def read_metrics(path: str | Path) -> Series:
     return series
 
 
-def _figure(panels: int = 1) -> tuple[Figure, list[Axes]]:
+def new_figure(panels: int = 1) -> tuple[Figure, list[Axes]]:
+    """A figure of ``panels`` stacked axes, built without pyplot (no display or backend needed).
+
+    Args:
+        panels: Number of axes, one above the other.
+
+    Returns:
+        ``(figure, axes)``.
+
+    Raises:
+        ImportError: If matplotlib is missing (with the install command).
+    """
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
@@ -63,7 +74,8 @@ def _figure(panels: int = 1) -> tuple[Figure, list[Axes]]:
     return fig, list(fig.subplots(panels, 1, squeeze=False)[:, 0])
 
 
-def _finish(fig: Figure, save_to: str | Path | None) -> Figure:
+def finish_figure(fig: Figure, save_to: str | Path | None) -> Figure:
+    """Save ``fig`` as a PNG when ``save_to`` is given; return it."""
     if save_to is not None:
         fig.savefig(save_to, dpi=120)
     return fig
@@ -93,12 +105,12 @@ def plot_learning_rates(metrics_csv: str | Path, save_to: str | Path | None = No
     series = read_metrics(metrics_csv)
     lrs = {k: v for k, v in series.items() if k.startswith("lr-")}
     _require(lrs, "learning-rate column (lr-*; add LearningRateMonitor)", metrics_csv, series)
-    fig, (ax,) = _figure()
+    fig, (ax,) = new_figure()
     for key, (steps, values) in lrs.items():
         ax.plot(steps, values, label=key.split("/", 1)[-1])
     ax.set(xlabel="step", ylabel="learning rate", yscale="log", title="Learning rate per group")
     ax.legend(fontsize="small")
-    return _finish(fig, save_to)
+    return finish_figure(fig, save_to)
 
 
 def plot_update_norms(metrics_csv: str | Path, layers: str | None = None, save_to: str | Path | None = None) -> Figure:
@@ -122,7 +134,7 @@ def plot_update_norms(metrics_csv: str | Path, layers: str | None = None, save_t
     names = [k.removeprefix("lora/update/A/") for k in series if k.startswith("lora/update/A/")]
     names = [n for n in names if n != "max" and (layers is None or re.search(layers, n))]
     _require({n: series[f"lora/update/A/{n}"] for n in names}, "update norms (lora/update/A/*)", metrics_csv, series)
-    fig, (ax,) = _figure()
+    fig, (ax,) = new_figure()
     for i, name in enumerate(names):
         color = f"C{i % 10}"
         for matrix, style in (("A", "-"), ("B", "--")):
@@ -131,7 +143,7 @@ def plot_update_norms(metrics_csv: str | Path, layers: str | None = None, save_t
     ax.set(xlabel="step", ylabel="‖Δ‖_F", title="LoRA update norms: A (solid) vs B (dashed)")
     ax.set_yscale("log", nonpositive="mask")  # a 0 (e.g. ΔA at step 1 when B = 0) is left out
     ax.legend(fontsize="x-small", ncol=2)
-    return _finish(fig, save_to)
+    return finish_figure(fig, save_to)
 
 
 def plot_feature_terms(metrics_csv: str | Path, layer: str = "mean", save_to: str | Path | None = None) -> Figure:
@@ -154,7 +166,7 @@ def plot_feature_terms(metrics_csv: str | Path, layer: str = "mean", save_to: st
     series = read_metrics(metrics_csv)
     terms = {t: series[k] for t in _TERM_LABELS if (k := f"lora/feature/{t}/{layer}") in series}
     _require(terms, f"feature terms for layer {layer!r} (lora/feature/*/{layer})", metrics_csv, series)
-    fig, (top, bottom) = _figure(2)
+    fig, (top, bottom) = new_figure(2)
     for term, (steps, values) in terms.items():
         top.plot(steps, values, label=_TERM_LABELS[term], linestyle=":" if term == "dZ" else "-")
     top.set(ylabel="RMS", title=f"Feature-learning terms, {layer}")
@@ -164,4 +176,4 @@ def plot_feature_terms(metrics_csv: str | Path, layer: str = "mean", save_to: st
         bottom.plot(*series[key], color="C4")
     bottom.axhline(0.0, color="grey", linewidth=0.8)
     bottom.set(xlabel="step", ylabel="log(‖δ²‖/‖δ¹‖)", title="Balance (0 = A and B contribute equally)")
-    return _finish(fig, save_to)
+    return finish_figure(fig, save_to)

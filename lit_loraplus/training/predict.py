@@ -1,4 +1,4 @@
-"""Predictions: rows per example, and a writer that puts them in a JSON Lines file.
+"""Predictions: one JSON-ready row per example (written by :class:`lit_loraplus.callbacks.JsonlPredictionWriter`).
 
 Classification rows: ``{"prediction": id, "label": name, "probabilities": [...]}``; regression:
 ``{"score": x}``; causal LM: ``{"prompt": text, "generated": text}`` (greedy decoding).
@@ -6,15 +6,11 @@ Classification rows: ``{"prediction": id, "label": name, "probabilities": [...]}
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
-from typing_extensions import override
 
 
 def _left_pad(input_ids: Tensor, attention_mask: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
@@ -66,43 +62,3 @@ def predict_rows(module: L.LightningModule, batch: dict[str, Tensor]) -> list[di
         }
         for p in probs
     ]
-
-
-class JsonlPredictionWriter(BasePredictionWriter):
-    """Write ``predict`` rows to a JSON Lines file as batches arrive (rank ``k > 0`` adds ``.rank{k}``).
-
-    Args:
-        output_file: The ``.jsonl`` file to write (its folder is created).
-
-    Example:
-        ``lit-loraplus predict --config c.yaml --trainer.callbacks+=lit_loraplus.predict.JsonlPredictionWriter
-        --trainer.callbacks.output_file=preds.jsonl --ckpt_path last``
-    """
-
-    def __init__(self, output_file: str) -> None:
-        super().__init__(write_interval="batch")
-        self.output_file = Path(output_file)
-
-    def _path(self, trainer: L.Trainer) -> Path:
-        rank = trainer.global_rank
-        return self.output_file if rank == 0 else self.output_file.with_suffix(f".rank{rank}.jsonl")
-
-    @override
-    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._path(trainer).parent.mkdir(parents=True, exist_ok=True)
-        self._path(trainer).write_text("")
-
-    @override
-    def write_on_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        prediction: list[dict[str, Any]],
-        batch_indices: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int,
-    ) -> None:
-        with self._path(trainer).open("a") as f:
-            for row in prediction:
-                f.write(json.dumps(row) + "\n")

@@ -1,4 +1,4 @@
-"""Export: PEFT-format adapters (loadable with plain ``PeftModel.from_pretrained``) or merged models.
+"""Writing a trained module's adapter in PEFT format (loadable with plain ``PeftModel.from_pretrained``) or merged.
 
 Besides PEFT's ``adapter_config.json`` and ``adapter_model.safetensors``, an export carries
 ``loraplus.json``: the LoRA+ settings (λ, learning rates, schedules, init) and the optimizer
@@ -12,13 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
-from typing_extensions import override
 
-from lit_loraplus.distributed import strategy_kind
-from lit_loraplus.optim import loraplus_param_groups
+from lit_loraplus._version import __version__
+from lit_loraplus.core.optim import loraplus_param_groups
 
 SETTINGS_FILE = "loraplus.json"
 _SETTINGS = (
@@ -37,10 +34,8 @@ def loraplus_settings(module: nn.Module) -> dict[str, Any]:
     Returns:
         ``{"settings": {...}, "groups": [{"name", "role", "lr", "weight_decay", "parameters", "numel"}]}``.
     """
-    from lit_loraplus import __version__
-
     h = module.hparams
-    groups = loraplus_param_groups(module.model, **module.group_settings)
+    groups = loraplus_param_groups(module.model, module.group_settings)
     return {
         "lit_loraplus_version": __version__,
         "settings": {k: h.get(k) for k in _SETTINGS} | {"optimizer": repr(module.optimizer)},
@@ -98,47 +93,3 @@ def save_adapter(
         module.model.save_pretrained(out)
     (out / SETTINGS_FILE).write_text(json.dumps(loraplus_settings(module), indent=2, default=str) + "\n")
     return out
-
-
-def export_checkpoint(ckpt_path: str | Path, output_dir: str | Path, merge: bool = False) -> Path:
-    """Export the adapter (or merged model) of a LoraPlusModule Lightning checkpoint.
-
-    Args:
-        ckpt_path: A checkpoint written while training a LoraPlusModule.
-        output_dir: Output folder.
-        merge: Write the merged full model instead of the adapter.
-
-    Returns:
-        The folder.
-    """
-    from lit_loraplus.module import LoraPlusModule
-
-    module = LoraPlusModule.load_from_checkpoint(ckpt_path, map_location="cpu")
-    return save_adapter(module, output_dir, merge=merge)
-
-
-class AdapterExport(Callback):
-    """Export the adapter in PEFT format when ``fit`` ends (written by global rank 0).
-
-    Under FSDP / DeepSpeed with several processes the weights are first gathered on every rank;
-    ``merge`` is then refused (export the merged model from the checkpoint).
-
-    Args:
-        output_dir: Folder for ``adapter_config.json``, ``adapter_model.safetensors`` and ``loraplus.json``.
-        merge: Write the merged full model instead.
-
-    Example:
-        ``trainer: {callbacks: [{class_path: lit_loraplus.export.AdapterExport, init_args: {output_dir: out}}]}``
-    """
-
-    def __init__(self, output_dir: str, merge: bool = False) -> None:
-        self.output_dir = output_dir
-        self.merge = merge
-
-    @override
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Every rank takes part in gathering (a collective under FSDP / DeepSpeed); rank 0 writes.
-        sharded = strategy_kind(trainer.strategy) != "" and trainer.world_size > 1
-        state = trainer.strategy.lightning_module_state_dict() if sharded else None
-        if trainer.is_global_zero:
-            save_adapter(pl_module, self.output_dir, merge=self.merge, state_dict=state)

@@ -7,21 +7,18 @@ checkpoint trimming from :mod:`lit_loraplus.checkpoint`.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
-from peft import PeftModel
+from peft import PeftModel, prepare_model_for_kbit_training
 from torch import Tensor, nn
 from typing_extensions import override
 
-from lit_loraplus import checkpoint as ckpt
-from lit_loraplus.distributed import check_groups_across_ranks, describe_groups, strategy_kind, trainable_sizes
-from lit_loraplus.lora import (
-    TASKS,
+from lit_loraplus.core.checks import raise_problems
+from lit_loraplus.core.model import (
     Init,
     Task,
     apply_lora,
@@ -30,58 +27,25 @@ from lit_loraplus.lora import (
     init_loraplus_,
     load_pretrained,
 )
-from lit_loraplus.metrics import CategoryAccuracy, build_metrics, default_metrics, token_statistics
-from lit_loraplus.optim import configure_loraplus_optimizers, validate_optimizer_settings
-from lit_loraplus.precision import warn_half_precision_adapters
-from lit_loraplus.quantization import Quantization, quantization_kwargs, quantization_problems
-from lit_loraplus.schedule import LRScheduleName, RatioScheduleName
+from lit_loraplus.core.optim import configure_loraplus_optimizers
+from lit_loraplus.core.quantization import Quantization, quantization_kwargs
+from lit_loraplus.core.rng import rng_state, set_rng_state
+from lit_loraplus.core.schedule import LRScheduleName, RatioScheduleName
+from lit_loraplus.core.settings import GroupSettings
+from lit_loraplus.evaluation.metrics import KeyedMetric, build_metrics, default_metrics, update_metrics
+from lit_loraplus.training import checkpoint as ckpt
+from lit_loraplus.training.distributed import (
+    check_groups_across_ranks,
+    describe_groups,
+    strategy_kind,
+    trainable_sizes,
+)
+from lit_loraplus.training.export import save_adapter
+from lit_loraplus.training.precision import warn_half_precision_adapters
+from lit_loraplus.training.predict import predict_rows
+from lit_loraplus.training.settings import module_problems
 
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
-
-
-def optimizer_overrides(optimizer: OptimizerCallable) -> dict[str, Any]:
-    """Learning-rate / weight-decay values a CLI-built optimizer callable sets away from its defaults.
-
-    LightningCLI turns ``model.optimizer.init_args`` into a ``functools.partial`` holding every init
-    argument. LoRA+ sets ``lr`` and ``weight_decay`` per group, so a value given there would be
-    silently overridden: we find it to refuse it.
-
-    Args:
-        optimizer: The optimizer class or callable.
-
-    Returns:
-        ``{name: value}`` for ``lr``/``weight_decay`` set to a non-default value.
-    """
-    import functools
-    import inspect
-
-    if not isinstance(optimizer, functools.partial):
-        return {}
-    cls = next((a for a in optimizer.args if isinstance(a, type)), optimizer.func)
-    try:
-        defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
-    except (TypeError, ValueError):
-        return {}
-    return {k: v for k, v in optimizer.keywords.items() if k in ("lr", "weight_decay") and v != defaults.get(k)}
-
-
-def compile_problems(compile: bool | dict[str, Any]) -> list[str]:
-    """What is wrong with a ``compile`` setting (empty if nothing): a bool, or ``torch.compile``'s arguments.
-
-    Args:
-        compile: The ``LoraPlusModule(compile=...)`` value.
-
-    Returns:
-        One message per problem, naming the setting, the value and the fix.
-    """
-    if isinstance(compile, bool):
-        return []
-    if not isinstance(compile, dict):
-        return [f"`compile={compile!r}` must be true/false or a dict of torch.compile arguments."]
-    valid = set(inspect.signature(torch.compile).parameters) - {"model"}
-    if unknown := sorted(set(compile) - valid):
-        return [f"`compile` has unknown torch.compile arguments {unknown}; valid: {sorted(valid)}."]
-    return []
 
 
 class LoraPlusModule(L.LightningModule):
@@ -174,11 +138,8 @@ class LoraPlusModule(L.LightningModule):
         compile: bool | dict[str, Any] = False,
     ) -> None:
         super().__init__()
-        self._check_settings(task, r, alpha, dropout, bias, init, adapter, optimizer)
-        if problems := quantization_problems(quantization) + compile_problems(compile):
-            raise ValueError("Invalid LoraPlusModule settings: " + " ".join(problems))
-        validate_optimizer_settings(lr, ratio, weight_decay, embedding_lr, head_lr, magnitude_lr, None)
         self.save_hyperparameters(ignore=["model", "optimizer"])
+        raise_problems(module_problems(self.hparams, optimizer), "LoraPlusModule settings")
         # Only init arguments may enter hparams (LightningCLI re-parses a checkpoint's hparams). A module
         # instance cannot be stored: load_from_checkpoint(..., model=instance) supplies it again.
         if isinstance(model, str):
@@ -190,34 +151,6 @@ class LoraPlusModule(L.LightningModule):
         self._rng_to_restore: dict[str, Any] | None = None
         if isinstance(model, nn.Module):
             self.model = self._wrap(model)
-
-    @staticmethod
-    def _check_settings(task, r, alpha, dropout, bias, init, adapter, optimizer) -> None:
-        problems = []
-        if task not in TASKS:
-            problems.append(f"`task={task!r}` is not one of {TASKS}.")
-        if not isinstance(r, int) or r < 1:
-            problems.append(f"`r={r!r}` must be a positive integer (the LoRA rank).")
-        if not alpha > 0:
-            problems.append(f"`alpha={alpha!r}` must be > 0.")
-        if not 0 <= dropout < 1:
-            problems.append(f"`dropout={dropout!r}` must be in [0, 1).")
-        if bias not in ("none", "all", "lora_only"):
-            problems.append(f"`bias={bias!r}` must be 'none', 'all' or 'lora_only'.")
-        if init not in ("standard", "loraplus"):
-            problems.append(f"`init={init!r}` must be 'standard' or 'loraplus'.")
-        elif init == "loraplus" and adapter is not None:
-            problems.append(
-                f"`init='loraplus'` re-initialises new adapters, but `adapter={adapter!r}` loads trained ones: "
-                "drop one of them."
-            )
-        for key, value in optimizer_overrides(optimizer).items():
-            problems.append(
-                f"`model.optimizer.init_args.{key}={value!r}` would be overridden by the LoRA+ groups: "
-                f"set `model.{key}` instead."
-            )
-        if problems:
-            raise ValueError("Invalid LoraPlusModule settings: " + " ".join(problems))
 
     def _lora_config(self) -> dict[str, Any]:
         h = self.hparams
@@ -264,8 +197,6 @@ class LoraPlusModule(L.LightningModule):
                 kwargs |= quantization_kwargs(h.quantization)
             base = load_pretrained(self._source, h.task, h.num_labels, h.id2label, **kwargs)
             if h.get("quantization"):
-                from peft import prepare_model_for_kbit_training
-
                 base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)  # _wrap enables it
             self.model = self._wrap(base)
         if self.hparams.get("compile") and getattr(self.model, "_compiled_call_impl", None) is None:
@@ -291,17 +222,9 @@ class LoraPlusModule(L.LightningModule):
         if key not in self.metric_sets:
             h = self.hparams
             names = list(h.metrics or default_metrics(h.task, h.num_labels))
-            metrics = nn.ModuleDict(
-                dict(build_metrics([n for n in names if n != "mmlu_accuracy"], h.task, h.num_labels))
-            )
-            if "mmlu_accuracy" in names:
-                metrics["mmlu_accuracy"] = CategoryAccuracy(len(self._mmlu_categories()))
+            metrics = nn.ModuleDict(dict(build_metrics(names, h.task, h.num_labels)))
             self.metric_sets[key] = metrics.to(self.device).train(self.training)
         return self.metric_sets[key]
-
-    def _mmlu_categories(self) -> list[str]:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        return list(getattr(datamodule, "categories", ["STEM", "humanities", "social sciences", "other"]))
 
     def forward(self, **inputs: Tensor) -> Any:
         """The PEFT model's forward (transformers outputs)."""
@@ -322,39 +245,20 @@ class LoraPlusModule(L.LightningModule):
     def _evaluate(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         metrics = self._metrics(stage, dataloader_idx)
         size = batch["input_ids"].shape[0]
-        if "choice_ids" in batch:  # MMLU: score the answer letters, no loss
-            from lit_loraplus.data.mmlu import score_mmlu_batch
-
-            logits = self(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            _, correct = score_mmlu_batch(logits, batch)
-            metrics["mmlu_accuracy"].update(correct, batch["category"])
-            return
         out = self(**{k: v for k, v in batch.items() if k in _MODEL_KEYS})
-        self.log(f"{stage}/loss", out.loss, sync_dist=True, batch_size=size)
-        labels = batch["labels"]
-        if self.hparams.task == "causal_lm":
-            loss_sum, correct, tokens = token_statistics(out.logits, labels)
-            if "perplexity" in metrics:
-                metrics["perplexity"].update(loss_sum, tokens)
-            if "token_accuracy" in metrics:
-                metrics["token_accuracy"].update(correct / tokens.clamp(min=1), weight=tokens)
-        else:
-            logits = out.logits
-            preds = logits.squeeze(-1).float() if self.hparams.num_labels == 1 else logits.argmax(-1)
-            for metric in metrics.values():
-                metric.update(preds, labels)
-        self.log_dict({f"{stage}/{n}": m for n, m in metrics.items()}, on_epoch=True, on_step=False, batch_size=size)
+        if out.loss is not None:  # None for batches without labels (MMLU questions)
+            self.log(f"{stage}/loss", out.loss, sync_dist=True, batch_size=size)
+        update_metrics(metrics, out.logits, batch)
+        scalars = {f"{stage}/{n}": m for n, m in metrics.items() if not isinstance(m, KeyedMetric)}
+        self.log_dict(scalars, on_epoch=True, on_step=False, batch_size=size)
 
-    def _log_mmlu(self, stage: str) -> None:
+    def _log_keyed(self, stage: str) -> None:
+        """Log the metrics with several results (MMLU per category) at the end of an evaluation epoch."""
         for key, metrics in self.metric_sets.items():
-            if key.startswith(stage) and "mmlu_accuracy" in metrics:
-                values = metrics["mmlu_accuracy"].compute()
-                self.mmlu_scored = int(metrics["mmlu_accuracy"].total.sum())  # questions scored, for reports
-                names = self._mmlu_categories()
-                logged = {f"{stage}/mmlu_accuracy": values["all"]}
-                logged |= {f"{stage}/mmlu_accuracy/{names[int(i)]}": v for i, v in values.items() if i != "all"}
-                self.log_dict({k: v for k, v in logged.items() if not math.isnan(float(v))}, sync_dist=False)
-                metrics["mmlu_accuracy"].reset()
+            for name, metric in metrics.items():
+                if key.startswith(stage) and isinstance(metric, KeyedMetric):
+                    self.log_dict(metric.log_items(f"{stage}/{name}"), sync_dist=False)  # computed over ranks
+                    metric.reset()
 
     @override
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -366,23 +270,20 @@ class LoraPlusModule(L.LightningModule):
 
     @override
     def on_validation_epoch_end(self) -> None:
-        self._log_mmlu("val")
+        self._log_keyed("val")
 
     @override
     def on_test_epoch_end(self) -> None:
-        self._log_mmlu("test")
+        self._log_keyed("test")
 
     @override
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
-        from lit_loraplus.predict import predict_rows
-
         return predict_rows(self, batch)
 
     @property
-    def group_settings(self) -> dict[str, Any]:
-        """The learning-rate settings of the LoRA+ groups (``loraplus_param_groups`` keyword arguments)."""
-        keys = ("lr", "ratio", "weight_decay", "embedding_lr", "head_lr", "magnitude_lr")
-        return {k: self.hparams[k] for k in keys}
+    def group_settings(self) -> GroupSettings:
+        """The learning-rate settings of the LoRA+ groups, read from the hyperparameters."""
+        return GroupSettings(**{k: self.hparams[k] for k in GroupSettings.field_names() if k in self.hparams})
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
@@ -396,8 +297,8 @@ class LoraPlusModule(L.LightningModule):
         configured = configure_loraplus_optimizers(
             self.model,
             self.optimizer,
+            self.group_settings,
             total_steps=max(1, int(total)),
-            **self.group_settings,
             lr_schedule=h.lr_schedule,
             warmup_steps=h.warmup_steps,
             min_lr_ratio=h.min_lr_ratio,
@@ -420,7 +321,7 @@ class LoraPlusModule(L.LightningModule):
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = ckpt.trainable_state(self, checkpoint["state_dict"])
-        checkpoint[ckpt.RNG_KEY] = ckpt.rng_state()
+        checkpoint[ckpt.RNG_KEY] = rng_state()
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -432,7 +333,7 @@ class LoraPlusModule(L.LightningModule):
         # Restore the generators saved with the checkpoint right before the first resumed step, so
         # dropout draws the same numbers as in the uninterrupted run.
         if self._rng_to_restore is not None:
-            ckpt.set_rng_state(self._rng_to_restore)
+            set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
 
     def save_adapter(self, directory: str, merge: bool = False) -> None:
@@ -443,6 +344,4 @@ class LoraPlusModule(L.LightningModule):
                 ``loraplus.json`` (λ, schedules, init, groups), or a full ``save_pretrained`` model.
             merge: Merge the adapter into the base weights and save the whole model instead.
         """
-        from lit_loraplus.export import save_adapter
-
         save_adapter(self, directory, merge=merge)

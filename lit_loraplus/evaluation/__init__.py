@@ -1,0 +1,1 @@
+"""Evaluation metrics by name (torchmetrics) and MMLU scoring; pure torch, no Lightning."""

@@ -1,0 +1,1 @@
+"""Tools built on a trained or trainable LoraPlusModule: the ratio finder, checkpoint export, plots."""
