@@ -6,11 +6,17 @@ rate λ times A's. This package decides the learning rate of every trainable par
 rate (:mod:`lit_loraplus.schedule`), and wires both into Lightning.
 """
 
+from typing import TYPE_CHECKING
+
 from lit_loraplus.groups import ROLES, ParamRole, parameter_roles
 from lit_loraplus.optim import configure_loraplus_optimizers, create_loraplus_optimizer, loraplus_param_groups
 from lit_loraplus.schedule import GroupMultiplier, LRSchedule, RatioSchedule, loraplus_scheduler
 
 __version__ = "0.1.0.dev0"
+
+if TYPE_CHECKING:  # seen by type checkers and the API reference; imported lazily at run time (below)
+    from lit_loraplus.module import LoraPlusModule
+    from lit_loraplus.tuner import find_ratio
 
 
 def __getattr__(name: str) -> object:
