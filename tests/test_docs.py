@@ -489,6 +489,24 @@ def _problems(events: list[dict], base: str) -> list[str]:
     return problems
 
 
+# Types a query into Material's search box and waits (up to 5 s) for its worker to list results.
+_SEARCH_JS = """
+(async () => {
+  document.querySelector("#__search").checked = true;
+  const input = document.querySelector("input.md-search__input");
+  input.focus();
+  input.value = "modules_to_save";
+  input.dispatchEvent(new Event("input", {bubbles: true}));
+  input.dispatchEvent(new KeyboardEvent("keyup", {bubbles: true, key: "e"}));
+  for (let i = 0; i < 50; i++) {
+    await new Promise(resolve => setTimeout(resolve, 100));
+    const hits = document.querySelectorAll(".md-search-result__item").length;
+    if (hits) return hits;
+  }
+  return 0;
+})()
+"""
+
 SITE_PAGES = {
     "home": "/",
     "guide": "/guides/checkpoints/",
@@ -501,7 +519,8 @@ SITE_PAGES = {
 def test_site_renders_in_a_browser(site: Path, tmp_path: Path) -> None:
     """Served on 127.0.0.1 and rendered by headless Chromium, the home page, a guide, the getting-started
     page and an API page load with all their images, without console errors or failed requests, and
-    without reaching any other host; a screenshot of each is kept in .artifacts/docs-screenshots/."""
+    without reaching any other host; search finds results offline; a screenshot of each is kept in
+    .artifacts/docs-screenshots/."""
     _require(CHROMIUM.exists(), f"{CHROMIUM} is absent: apt-get install chromium")
     _require(_has_module("websocket"), "websocket-client is absent: pip install -e '.[test]'")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -531,7 +550,16 @@ def test_site_renders_in_a_browser(site: Path, tmp_path: Path) -> None:
                 "broken": broken,
                 "problems": _problems(browser.events, base),
             }
+        # Search runs offline: the index and its worker are files of the site.
+        browser.events.clear()
+        browser.call("Page.navigate", url=base + "/")
+        browser.wait_for("Page.loadEventFired")
+        hits = browser.call("Runtime.evaluate", expression=_SEARCH_JS, awaitPromise=True, returnByValue=True)
+        (SCREENSHOTS / "search.png").write_bytes(base64.b64decode(browser.call("Page.captureScreenshot")["data"]))
+        report["search"] = {"hits": hits["result"]["value"], "problems": _problems(browser.events, base)}
     print(f"\nscreenshots: {SCREENSHOTS}")
+    search = report.pop("search")
+    assert search["hits"] > 0 and not search["problems"], f"search: {search}"
     for name, result in report.items():
         assert "lit_loraplus" in result["title"], (name, result)
         assert not result["broken"], (name, result)
