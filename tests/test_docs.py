@@ -317,6 +317,25 @@ def test_plain_peft_loading_reproduces_the_trained_module(
     assert namespace["model"].config.id2label == QUICKSTART_LABELS
 
 
+def test_named_repository_files_exist() -> None:
+    """Every config, benchmark script and results file the README and the docs name exists (brace patterns such
+    as ``glue/gpt2_{mnli,qqp}.yaml`` are expanded)."""
+    missing = []
+    for page in PAGES:
+        for name in re.findall(r"\b((?:configs|benchmarks)/[\w/{},.-]+\.(?:yaml|py|json))", page.read_text()):
+            for path in _expand_braces(name):
+                if not (REPO / path).exists():
+                    missing.append(f"{page.relative_to(REPO)}: {path}")
+    assert not missing, missing
+
+
+def _expand_braces(name: str) -> list[str]:
+    m = re.search(r"\{([^}]*)\}", name)
+    if m is None:
+        return [name]
+    return [p for option in m[1].split(",") for p in _expand_braces(name[: m.start()] + option + name[m.end() :])]
+
+
 # --- images -------------------------------------------------------------------------------------------
 
 FIGURE_SOURCES = {
