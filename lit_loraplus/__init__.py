@@ -14,6 +14,8 @@ Importing this package loads only the pure core; ``LoraPlusModule`` and ``find_r
 imported (with Lightning) on first use.
 """
 
+from typing import TYPE_CHECKING
+
 from lit_loraplus import _compat
 from lit_loraplus._version import __version__
 from lit_loraplus.core.optim import configure_loraplus_optimizers, create_loraplus_optimizer, loraplus_param_groups
@@ -25,6 +27,10 @@ _compat.install()
 
 # Lightning-level names, imported on first use so that `import lit_loraplus` stays free of Lightning.
 _LAZY = {"LoraPlusModule": "lit_loraplus.training.module", "find_ratio": "lit_loraplus.tools.finder"}
+
+if TYPE_CHECKING:  # seen by type checkers and the API reference; imported lazily at run time (below)
+    from lit_loraplus.tools.finder import find_ratio
+    from lit_loraplus.training.module import LoraPlusModule
 
 
 def __getattr__(name: str) -> object:
