@@ -116,6 +116,12 @@ def run_cli(
 
 
 @pytest.fixture(scope="session")
+def cli_process() -> Callable[..., subprocess.CompletedProcess]:
+    """``cli_process(cwd, *args)``: run ``lit-loraplus`` in a new process and return it, whatever its exit code."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
 def cli() -> Callable[..., subprocess.CompletedProcess]:
     """``cli(cwd, *args)``: run ``lit-loraplus`` in a new process and fail the test unless it exits 0."""
 

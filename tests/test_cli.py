@@ -37,7 +37,7 @@ def base_args(model, glue_dir, root) -> list[str]:
     ]
 
 
-def test_top_level_optimizer_is_refused(tmp_path, tiny_bert_dir, glue_dir) -> None:
+def test_top_level_optimizer_is_refused(tmp_path, tiny_bert_dir, glue_dir, capsys) -> None:
     """A config with a top-level `optimizer:` (plain LightningCLI would train one group over all parameters)
     is refused before anything is built, pointing at model.optimizer."""
     config = tmp_path / "bad.yaml"
@@ -45,8 +45,10 @@ def test_top_level_optimizer_is_refused(tmp_path, tiny_bert_dir, glue_dir) -> No
     args = ["fit", "--config", str(config), *base_args(tiny_bert_dir, glue_dir, tmp_path)]
     with pytest.raises(ConfigError, match=r"top-level `optimizer:`.*single\s+group.*set `model.optimizer`"):
         LoraPlusCLI(args=args)
-    with pytest.raises(SystemExit, match=r"lit-loraplus: error: A top-level `optimizer:`"):
+    with pytest.raises(SystemExit) as exit_info:
         main(args)
+    assert exit_info.value.code == 2  # refused before anything ran, as a bad command line is
+    assert "lit-loraplus: error: A top-level `optimizer:`" in capsys.readouterr().err
 
 
 def test_ckpt_path_last_without_checkpoint_is_an_error(tmp_path, tiny_bert_dir, glue_dir) -> None:
@@ -90,3 +92,12 @@ def test_help_runs_as_a_program() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--model.ratio RATIO" in result.stdout and "η_B/η_A" in result.stdout
+
+
+def test_a_misspelt_setting_is_named_before_anything_is_built(tmp_path, tiny_bert_dir, glue_dir, capsys) -> None:
+    """A key no class accepts (`--model.ratoi`, a typo of `ratio`) stops the command with a usage error that names
+    it, before any model is loaded."""
+    with pytest.raises(SystemExit) as exit_info:
+        LoraPlusCLI(args=["fit", *base_args(tiny_bert_dir, glue_dir, tmp_path / "run"), "--model.ratoi=4"])
+    assert exit_info.value.code == 2
+    assert "ratoi" in capsys.readouterr().err

@@ -148,7 +148,7 @@ class _Recorder(LightningModule):
 
 def _fit(dm_args: tuple, model_dir: Path, ckpt_dir: Path, ckpt: Path | None = None, **dm_kwargs: object) -> list:
     trainer = Trainer(
-        max_steps=14, limit_val_batches=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=24, limit_val_batches=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=4, save_top_k=-1)],
     )  # fmt: skip
     module = _Recorder(model_dir)
@@ -160,12 +160,40 @@ def _fit(dm_args: tuple, model_dir: Path, ckpt_dir: Path, ckpt: Path | None = No
 def test_lightning_resumes_the_train_loader_mid_epoch(
     tmp_path: Path, tiny_bert_dir: Path, group_by_length: bool
 ) -> None:
-    """Lightning checkpoints the StatefulDataLoader: resumed from the checkpoint taken after 12 of 14 batches
-    (batch 4 of the second epoch of 9), a new run sees exactly the batches 13-14 of the uninterrupted run (no
-    repeat, no skip) -- with the plain shuffle and with the length-grouped one (whose order is set per epoch)."""
+    """Lightning checkpoints the StatefulDataLoader: resumed from the checkpoint taken after 12 of 24 batches
+    (batch 3 of the second epoch of 9), a new run sees exactly the batches 13-24 of the uninterrupted run (no
+    repeat, no skip), the rest of that epoch and the whole next one -- with the plain shuffle and with the
+    length-grouped one (both ordered by seed and epoch)."""
     dm_args = (_csv(tmp_path / "d.csv"), tiny_bert_dir)
     kwargs = {"group_by_length": group_by_length}
     full = _fit(dm_args, tiny_bert_dir, tmp_path / "ckpt", **kwargs)
     tail = _fit(dm_args, tiny_bert_dir, tmp_path / "ckpt2", tmp_path / "ckpt" / "epoch=1-step=12.ckpt", **kwargs)
-    assert len(full) == 14 and tail == full[12:]
+    assert len(full) == 24 and tail == full[12:]
     assert len(set(sum(full[:9], []))) == 36 and full[9:] != full[:5]  # epoch 0 sees every row; epoch 1 reshuffles
+
+
+def test_evaluation_loaders_leave_the_global_random_generator_alone(tmp_path: Path, minilm_path: Path) -> None:
+    """Iterating a validation (or training) loader draws its base seed from the loader's own generator, not
+    torch's global one: evaluating does not shift dropout, and a checkpoint taken before a validation resumes
+    exactly."""
+    data = _module(_csv(tmp_path / "d.csv"), minilm_path, val_fraction=0.25)
+    data.setup("fit")
+    before = torch.get_rng_state()
+    for loader in (data.val_dataloader(), data.train_dataloader()):
+        next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_validation_subset_is_the_same_rows_for_every_seed(tmp_path: Path, minilm_path: Path) -> None:
+    """`val_subset` samples the same validation rows whatever the run's seed (seeds are scored alike); the
+    training subset follows the seed."""
+    path, val = _csv(tmp_path / "d.csv", n=60), _csv(tmp_path / "v.csv", n=30)
+    runs = [
+        TextClassificationDataModule(str(path), str(minilm_path), val_file=str(val), seed=seed, val_subset=8,
+                                     train_subset=10)
+        for seed in (0, 1)
+    ]  # fmt: skip
+    for data in runs:
+        data.setup("fit")
+    assert runs[0].datasets["validation"] == runs[1].datasets["validation"]
+    assert runs[0].datasets["train"] != runs[1].datasets["train"]

@@ -65,5 +65,19 @@ def test_missing_file_and_columns_are_named(tmp_path: Path) -> None:
         require_file(tmp_path / "nope.csv", "train_file")
     with pytest.raises(ValueError, match=r"`label_column='y'` is not a column.*Columns present: \['a', 'b'\]"):
         require_columns(tmp_path, ["a", "b"], [{"a": 1, "b": 2}], {"label_column": "y"})
-    with pytest.raises(ValueError, match=r"`label_column='b'` is missing in 1 rows \(first: row 2\)"):
+    with pytest.raises(ValueError, match=r"`label_column='b'` is missing or empty in 1 rows \(first: row 2\)"):
         require_columns(tmp_path, ["a", "b"], [{"a": 1, "b": 2}, {"a": 3}], {"label_column": "b"})
+
+
+def test_empty_text_or_label_cells_are_named_with_the_first_row(tmp_path: Path, minilm_path: Path) -> None:
+    """A CSV whose text column is empty in some rows (and a label cell of blanks) is refused at construction,
+    counting the rows and naming the first, instead of training on empty strings or a class called ''."""
+    from lit_loraplus.data import TextClassificationDataModule
+
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\nfine,pos\n,neg\nalso fine,  \n,pos\n")
+    text = r"(?s)`text_columns\[0\]='text'` is missing or empty in 2 rows \(first: row 2\)"
+    with pytest.raises(
+        ValueError, match=text + r".*`label_column='label'` is missing or empty in 1 rows \(first: row 3\)"
+    ):
+        TextClassificationDataModule(str(path), str(minilm_path))

@@ -585,3 +585,15 @@ def test_site_renders_in_a_browser(site: Path, tmp_path: Path) -> None:
         assert not result["problems"], (name, result)
     for name in ("home", "getting-started"):
         assert report[name]["images"] >= 1, f"{name} should show a figure: {report[name]}"
+
+
+def test_bad_input_table_rows_are_tests() -> None:
+    """docs/guides/bad-input.md: at least 20 rows, numbered 1..N as the intro counts them, and each row's test
+    exists in the suite (a test function of that name in that file)."""
+    page = (REPO / "docs" / "guides" / "bad-input.md").read_text()
+    rows = re.findall(r"^\| (\d+) \|.*\| `(tests/[\w/]+\.py)::(\w+)` \|$", page, flags=re.M)
+    numbers = [int(n) for n, _, _ in rows]
+    assert numbers == list(range(1, len(rows) + 1)) and len(rows) >= 20
+    assert f"Each of the\n{len(rows)} inputs below" in page or f"Each of the {len(rows)} inputs" in page
+    for _, path, name in rows:
+        assert re.search(rf"^def {name}\(", (REPO / path).read_text(), flags=re.M), f"{path}::{name}"

@@ -216,3 +216,35 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted_run(runs, tmp_path, tiny_b
         a = torch.load(ddp / f"record.rank{rank}.pt", weights_only=True)
         b = torch.load(tmp_path / f"record.rank{rank}.pt", weights_only=True)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("group", [False, True], ids=["rank0-alone", "process-group"])
+def test_ddp_sigterm_stops_every_rank_at_one_step_and_resumes_exactly(
+    group, runs, tmp_path, tiny_bert_dir, glue_dir, adapter
+) -> None:
+    """SIGTERM at the start of step 1, to rank 0 alone or to every rank: both ranks finish step 1, last.ckpt holds
+    step 2, the command exits with 75; `--ckpt_path auto` then continues to the uninterrupted run's adapters on
+    both ranks bit for bit."""
+    ddp, _ = runs
+    keep = ["--trainer.enable_checkpointing=true", "--trainer.callbacks+=lit_loraplus.callbacks.AdapterCheckpoint"]
+    stop = [
+        "--trainer.callbacks+=recorder.SignalAtStep",
+        "--trainer.callbacks.step=1",
+        f"--trainer.callbacks.group={group}",
+    ]
+    cmd, env = command(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, *stop, adapter=adapter)
+    # A new session: the process group holds rank 0 and the rank it launches, and not pytest.
+    stopped = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+                             start_new_session=True)  # fmt: skip
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+    run(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, "--ckpt_path=auto", adapter=adapter)
+    for rank in (0, 1):
+        reference, both = lr_rows(ddp / f"record.rank{rank}.jsonl"), lr_rows(tmp_path / f"record.rank{rank}.jsonl")
+        assert [r["step"] for r in both] == [0, 1, 2, 3]  # steps 0-1 before the signal, 2-3 after the resume
+        assert both == reference
+        a = torch.load(ddp / f"record.rank{rank}.pt", weights_only=True)
+        b = torch.load(tmp_path / f"record.rank{rank}.pt", weights_only=True)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_fsdp_on_cpu_keeps_roles_groups_and_names() -> None:
 
 @no_cuda
 @pytest.mark.parametrize("name", ["fsdp", "deepspeed_zero2", "deepspeed_zero3"])
-def test_gpu_strategies_on_cpu_are_refused_before_training(name, tiny_bert_dir, glue_dir) -> None:
+def test_gpu_strategies_on_cpu_are_refused_before_training(name, tiny_bert_dir, glue_dir, capsys) -> None:
     """FSDP or DeepSpeed on a machine without CUDA stops before anything is built, saying a GPU is needed (and,
     for DeepSpeed when absent, what to install); `lit-loraplus` prints it as an error."""
     args = ["fit", "--config", str(REPO / f"configs/strategy/{name}.yaml"), *cpu_args(tiny_bert_dir, glue_dir)]
@@ -107,8 +108,10 @@ def test_gpu_strategies_on_cpu_are_refused_before_training(name, tiny_bert_dir, 
         LoraPlusCLI(args=args)
     deepspeed_missing = "deepspeed" in name and "pip install deepspeed" in str(error.value)
     assert deepspeed_missing == ("deepspeed" in name and not _installed("deepspeed"))
-    with pytest.raises(SystemExit, match=r"lit-loraplus: error: `trainer.strategy=(fsdp|deepspeed)` needs CUDA"):
+    with pytest.raises(SystemExit) as exit_info:
         main(args)
+    assert exit_info.value.code == 2
+    assert re.search(r"lit-loraplus: error: `trainer.strategy=(fsdp|deepspeed)` needs CUDA", capsys.readouterr().err)
 
 
 def _installed(module: str) -> bool:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import sys
 
 from lit_loraplus.cli.commands import export_main, find_ratio_main
+from lit_loraplus.cli.console import quiet_known_warnings
 from lit_loraplus.cli.lightning_cli import ConfigError, LoggerSaveConfigCallback, LoraPlusCLI
 
 COMMANDS = {"export": export_main, "find-ratio": find_ratio_main}
+CONFIG_ERROR_EXIT_CODE = 2  # as argparse for a bad command line: the configuration was refused, nothing ran
 
 
 def main(args: list[str] | None = None) -> None:
@@ -24,13 +26,15 @@ def main(args: list[str] | None = None) -> None:
             Lightning expects of a command-line run).
     """
     argv = sys.argv[1:] if args is None else args
-    if argv and argv[0] in COMMANDS:
-        COMMANDS[argv[0]](argv[1:])
-        return
-    try:
-        LoraPlusCLI() if args is None else LoraPlusCLI(args=args)
-    except ConfigError as err:
-        sys.exit(f"lit-loraplus: error: {err}")
+    with quiet_known_warnings():
+        if argv and argv[0] in COMMANDS:
+            COMMANDS[argv[0]](argv[1:])
+            return
+        try:
+            LoraPlusCLI() if args is None else LoraPlusCLI(args=args)
+        except ConfigError as err:
+            print(f"lit-loraplus: error: {err}", file=sys.stderr)
+            sys.exit(CONFIG_ERROR_EXIT_CODE)
 
 
 __all__ = [

@@ -14,9 +14,11 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lit_loraplus.callbacks import AdapterCheckpoint
+from lit_loraplus.cli.console import describe_run, use_progress_lines
 from lit_loraplus.data.base import TokenizedDataModule
 from lit_loraplus.training.distributed import strategy_kind, strategy_problems
 from lit_loraplus.training.module import LoraPlusModule
@@ -24,7 +26,7 @@ from lit_loraplus.training.precision import TRUE_HALF
 
 
 class ConfigError(ValueError):
-    """A configuration the CLI refuses before anything is built or trained."""
+    """A configuration the CLI refuses before anything is built or trained (``lit-loraplus`` exits with code 2)."""
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -99,31 +101,48 @@ class LoraPlusCLI(LightningCLI):
         trainer["plugins"] = [*plugins, plugin]
         trainer["precision"] = None
 
-    def _check_ckpt_path(self) -> None:
-        config = self.config[self.subcommand]
-        if config.get("ckpt_path") != "last":
+    def _resolve_ckpt_path(self) -> None:
+        """``--ckpt_path last`` must find a last.ckpt; ``--ckpt_path auto`` resumes from one if it exists, else starts.
+
+        ``auto`` is the requeue idiom: one command line serves the first launch and every relaunch of a
+        preempted run. ``last`` stays strict, so a wrong folder is caught instead of silently starting over.
+        """
+        requested = self.config[self.subcommand].get("ckpt_path")
+        if requested not in ("last", "auto"):
             return
+        if requested == "auto" and self.subcommand != "fit":
+            raise ConfigError(
+                f"`--ckpt_path auto` resumes a `fit` if a checkpoint exists; `{self.subcommand}` needs a definite "
+                "checkpoint: pass `--ckpt_path last` or a file."
+            )
         folders = [AdapterCheckpoint.folder(cb, self.trainer) for cb in self.trainer.checkpoint_callbacks]
-        if not any(os.path.exists(os.path.join(f, "last.ckpt")) for f in folders):
-            where = folders or "any folder (the trainer has no checkpoint callback)"
+        found = [path for f in folders if os.path.exists(path := os.path.join(f, "last.ckpt"))]
+        where = folders or "any folder (the trainer has no checkpoint callback)"
+        if requested == "last" and not found:
             raise ConfigError(
                 f"`--ckpt_path last` found no last.ckpt in {where}. "
-                "Start without --ckpt_path, pass a checkpoint file, or point the checkpoint callback's `dirpath` "
-                "at the run's folder."
+                "Start without --ckpt_path (or with `--ckpt_path auto`), pass a checkpoint file, or point the "
+                "checkpoint callback's `dirpath` at the run's folder."
             )
+        if requested == "auto":
+            self.config_init[self.subcommand]["ckpt_path"] = found[0] if found else None
+            what = f"resuming from {found[0]}" if found else f"no last.ckpt in {where}: starting a new run"
+            rank_zero_info(f"lit-loraplus: --ckpt_path auto: {what}")
 
     def before_fit(self) -> None:
-        """Refuse ``--ckpt_path last`` when there is nothing to resume (Lightning would start over)."""
-        self._check_ckpt_path()
+        """Resolve ``--ckpt_path last``/``auto`` (Lightning would warn and start over) and say where the run writes."""
+        self._resolve_ckpt_path()
+        use_progress_lines(self.trainer)
+        describe_run(self.trainer)
 
     def before_validate(self) -> None:
-        """As :meth:`before_fit`."""
-        self._check_ckpt_path()
+        """Refuse ``--ckpt_path last`` when there is nothing to evaluate."""
+        self._resolve_ckpt_path()
 
     def before_test(self) -> None:
-        """As :meth:`before_fit`."""
-        self._check_ckpt_path()
+        """As :meth:`before_validate`."""
+        self._resolve_ckpt_path()
 
     def before_predict(self) -> None:
-        """As :meth:`before_fit`."""
-        self._check_ckpt_path()
+        """As :meth:`before_validate`."""
+        self._resolve_ckpt_path()

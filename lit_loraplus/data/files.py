@@ -144,9 +144,11 @@ def require_columns(path: Path, columns: list[str], rows: list[dict[str, Any]], 
         problems.append("the file has no data rows")
     if not problems:
         for setting, column in wanted.items():
-            missing = [i for i, row in enumerate(rows, start=1) if row.get(column) is None]
+            missing = [i for i, row in enumerate(rows, start=1) if not str(row.get(column) or "").strip()]
             if missing:
-                problems.append(f"`{setting}={column!r}` is missing in {len(missing)} rows (first: row {missing[0]})")
+                problems.append(
+                    f"`{setting}={column!r}` is missing or empty in {len(missing)} rows (first: row {missing[0]})"
+                )
     if problems:
         raise ValueError(
             f"{path}: " + "; ".join(problems) + f". Columns present: {columns}. Set the setting to one of them, "

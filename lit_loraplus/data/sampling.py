@@ -1,9 +1,14 @@
-"""Length-grouped shuffling: batches of rows of similar length, so per-batch padding wastes little.
+"""Resumable shuffles whose order depends only on (seed, epoch): plain, and grouped by length.
 
-Per-batch padding (:class:`~lit_loraplus.data.base.PadCollator`) pads every row to the longest in
-its batch. With a plain shuffle a batch of 32 GLUE sentences is padded to its one long outlier;
-grouping rows of similar length removes most of that padding (measured in the README) while the
-order stays random from epoch to epoch.
+Both are ``DistributedSampler`` subclasses (Lightning keeps them under DDP instead of wrapping
+them) whose state — the epoch, and the position inside it — goes into the ``StatefulDataLoader``'s
+state, which Lightning checkpoints: a run resumed mid-epoch sees exactly the batches of the
+uninterrupted run, in that epoch and every later one.
+
+Length grouping: per-batch padding (:class:`~lit_loraplus.data.base.PadCollator`) pads every row
+to the longest in its batch. With a plain shuffle a batch of 32 GLUE sentences is padded to its one
+long outlier; grouping rows of similar length removes most of that padding (see the benchmarks'
+fast paths) while the order stays random from epoch to epoch.
 """
 
 from __future__ import annotations
@@ -14,7 +19,61 @@ import torch
 from torch.utils.data import DistributedSampler
 
 
-class LengthGroupedSampler(DistributedSampler):
+class EpochOrderSampler(DistributedSampler):
+    """Base of the resumable shuffles: :meth:`order` is a function of ``(seed, epoch)`` only.
+
+    Every rank computes the same global order and takes the indices ``rank, rank + num_replicas, ...``
+    (padded by repeating the first indices to a multiple of ``num_replicas``, like ``DistributedSampler``).
+
+    Args:
+        size: Rows in the dataset.
+        seed: Seed of the order.
+        num_replicas: Number of ranks (1: not distributed).
+        rank: This process's rank.
+    """
+
+    def __init__(self, size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
+
+    def generator(self) -> torch.Generator:
+        """The generator of the current epoch's order."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def order(self) -> list[int]:
+        """All indices of the current epoch, in order (subclasses define it)."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.order()
+        order += order[: self.total_size - len(order)]  # pad to a multiple of num_replicas
+        return _Position(order[self.rank : self.total_size : self.num_replicas])
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch whose order is being served (``StatefulDataLoader`` saves it)."""
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore the epoch saved by :meth:`state_dict`."""
+        self.epoch = state["epoch"]
+
+
+class ShuffleSampler(EpochOrderSampler):
+    """A plain random permutation per epoch, seeded by ``(seed, epoch)``: the training loaders' default.
+
+    Example:
+        >>> sampler = ShuffleSampler(6, seed=0)
+        >>> first = list(sampler)
+        >>> sampler.set_epoch(1)
+        >>> sorted(first) == sorted(sampler) and first != list(sampler)
+        True
+    """
+
+    def order(self) -> list[int]:
+        """A random permutation of all indices for the current epoch."""
+        return torch.randperm(len(self.dataset), generator=self.generator()).tolist()
+
+
+class LengthGroupedSampler(EpochOrderSampler):
     """A seeded shuffle in which every run of ``batch_size`` indices holds rows of similar length.
 
     Each epoch: shuffle all indices; cut the permutation into mega-batches of
@@ -22,17 +81,9 @@ class LengthGroupedSampler(DistributedSampler):
     batches; shuffle the order of all batches (a short last batch stays last); move the batch that
     holds the longest row to the front, so that a batch too large for memory fails on the first
     step, not hours in. The order depends only on ``(seed, epoch)``; Lightning calls
-    :meth:`set_epoch` every epoch.
-
-    Resumable: the sampler's state (epoch) and its iterator's (position) go into the
-    ``StatefulDataLoader``'s state, which Lightning checkpoints, so a run resumed mid-epoch sees
-    exactly the batches the uninterrupted run would have.
-
-    Distributed: it is a ``DistributedSampler``, so Lightning keeps it instead of wrapping it. Every
-    rank computes the same global order for the *global* batch (``batch_size`` = per-device batch ×
-    ``num_replicas``) and takes the indices ``rank, rank + num_replicas, ...`` (padded by repeating
-    the first indices to a multiple of ``num_replicas``, like ``DistributedSampler``): each
-    rank's batches then come from the same length group.
+    :meth:`set_epoch` every epoch. Resumable and distributed as every :class:`EpochOrderSampler`:
+    the grouping is made for the *global* batch (``batch_size`` = per-device batch × ``num_replicas``),
+    so each rank's batches come from the same length group.
 
     Args:
         lengths: The length (tokens) of every row, in dataset order.
@@ -69,25 +120,12 @@ class LengthGroupedSampler(DistributedSampler):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"LengthGroupedSampler({name}={value!r}) must be a positive integer.")
         self.lengths = list(lengths)
-        super().__init__(self.lengths, num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
+        super().__init__(len(self.lengths), seed=seed, num_replicas=num_replicas, rank=rank)
         self.batch_size, self.mega_batch_mult = batch_size, mega_batch_mult
-
-    def __iter__(self) -> Iterator[int]:
-        order = self.order()
-        order += order[: self.total_size - len(order)]  # pad to a multiple of num_replicas
-        return _Position(order[self.rank : self.total_size : self.num_replicas])
-
-    def state_dict(self) -> dict[str, int]:
-        """The epoch whose order is being served (``StatefulDataLoader`` saves it)."""
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore the epoch saved by :meth:`state_dict`."""
-        self.epoch = state["epoch"]
 
     def order(self) -> list[int]:
         """All indices of the current epoch, batch after batch (see the class docstring)."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        generator = self.generator()
         perm = torch.randperm(len(self.lengths), generator=generator).tolist()
         size = self.batch_size * self.mega_batch_mult
         batches = []

@@ -14,6 +14,7 @@ new one, never half of one. Remote paths (``s3://``, ...) keep Lightning's own w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from typing import IO, Any
@@ -54,10 +55,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)  # serialise first: a failing save never touches the disk
         tmp = path + TMP_SUFFIX
-        with open(tmp, "wb") as f:
-            self._write(f, buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                self._write(f, buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # a full disk, a quota, a vanished mount: the previous file is untouched
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise OSError(
+                err.errno,
+                f"Could not write the checkpoint {path} ({err.strerror or err}); the previous checkpoint there is "
+                f"intact. Free space in {folder} or point the checkpoint callback's `dirpath` at another disk.",
+            ) from err
         os.replace(tmp, path)
         _fsync_folder(folder)
 

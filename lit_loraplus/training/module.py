@@ -273,6 +273,13 @@ class LoraPlusModule(L.LightningModule):
         self._log_keyed("val")
 
     @override
+    def on_validation_end(self) -> None:
+        # Metric sets made during this evaluation (e.g. the sanity check) were made in eval mode, and Lightning
+        # restores only the modes it recorded: put them back with the rest, or training would start with modules
+        # "in eval mode" (a warning that suggests the model itself is).
+        self.metric_sets.train()
+
+    @override
     def on_test_epoch_end(self) -> None:
         self._log_keyed("test")
 
@@ -317,6 +324,17 @@ class LoraPlusModule(L.LightningModule):
         # would otherwise surface as a hang in the first all-reduce or as silently different learning rates.
         if getattr(self, "_group_description", None) is not None:  # None: a subclass built its own optimizer
             check_groups_across_ranks(self._group_description)
+        self._check_saved_groups()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(datamodule, "tokenizer_name", None) is not None:
+            ckpt.check_tokenizer_fits(self.model, datamodule.tokenizer, f"data.tokenizer={datamodule.tokenizer_name}")
+
+    def _check_saved_groups(self) -> None:
+        """A resumed optimizer must have the groups these settings build (checked before its state is loaded)."""
+        saved, built = getattr(self, "_saved_groups", None), getattr(self, "_group_description", None)
+        if saved is not None and built is not None:
+            ckpt.check_group_layout(saved, [(g["name"], g["params"]) for g in built])
+            self._saved_groups = None
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -326,7 +344,12 @@ class LoraPlusModule(L.LightningModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ckpt.check_trainable_keys(self, checkpoint["state_dict"])
+        ckpt.check_trainable_shapes(self, checkpoint["state_dict"])
         self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
+        # Compared with the built groups before the optimizer state is loaded: in on_fit_start, or here when a
+        # sharding strategy restores the checkpoint after building the optimizer.
+        self._saved_groups = ckpt.saved_group_layout(checkpoint)
+        self._check_saved_groups()
 
     @override
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
