@@ -117,12 +117,13 @@ def test_results_are_strict_json_written_atomically(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("module", SCRIPTS)
-def test_every_script_names_its_module_command(module: str) -> None:
-    """Each script imports as a module (no ``sys.path`` set-up) and its docstring gives the ``python -m`` command it
-    runs with."""
+def test_every_script_names_its_module_command_and_is_indexed(module: str) -> None:
+    """Each script imports as a module (no ``sys.path`` set-up), its docstring gives the ``python -m`` command it
+    runs with, and ``benchmarks/README.md`` lists that command."""
     script = importlib.import_module(module if module != "benchmarks.evidence.v1" else f"{module}.__main__")
     assert callable(script.main)
     assert f"python -m {module} " in script.__doc__
+    assert f"python -m {module}" in (REPO / "benchmarks" / "README.md").read_text()
 
 
 def test_no_sys_path_edits_in_benchmarks_or_tests() -> None:
