@@ -46,9 +46,7 @@ VARIANTS = {  # name -> [(callback, log_every_n_steps), ...]
     "both@1": [("update", 1), ("feature", 1)],
 }
 DEFAULT_VARIANTS = ["update_norms@50", "feature@50", "update_norms@1", "feature@1"]
-
-
-# The adapter these results were measured with (LoRA r 8, α 16 on query/value; dropout 0.1 as in training).
+# The adapter the committed results were measured with: LoRA r 8, α 16 on query/value, dropout 0.1.
 LORA = {"r": 8, "alpha": 16, "dropout": 0.1}
 
 

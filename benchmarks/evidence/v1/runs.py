@@ -1,11 +1,10 @@
 """One run of the convergence benchmark: its settings, its JSON record, and training it with the package.
 
 A run is one (task, init, η_A, λ, seed) cell: ``LoraPlusModule`` + a data module from
-``lit_loraplus.data`` under a plain ``lightning.Trainer``, with
-:class:`~benchmarks.harness.curves.CurveRecorder` keeping
-(step, train loss), periodic held-out loss and task metrics, and the step/evaluation times the
-budget arithmetic needs. Every record is written atomically (temp file + ``os.replace``) when the run
-ends, so an interrupted benchmark resumes by skipping the runs whose file exists.
+``lit_loraplus.data`` under a plain ``lightning.Trainer``, with the harness's ``CurveRecorder``
+keeping (step, train loss), periodic held-out loss and task metrics, and the step/evaluation times
+the budget arithmetic needs. The caller writes every record atomically when its run ends, so an
+interrupted benchmark resumes by skipping the runs whose file exists.
 """
 
 from __future__ import annotations
@@ -37,8 +36,8 @@ TASK_INITS = {
     "mrpc": ("standard",),
     CAUSAL_TASK: ("standard",),
 }
-GLUE_TARGETS = list(MINILM_TARGETS)  # the paper's RoBERTa targets (App. C.1); BERT/MiniLM share the names
-LLAMA_TARGETS = list(LLAMA_PROJECTIONS)  # the paper's Llama targets
+GLUE_TARGETS = list(MINILM_TARGETS)
+LLAMA_TARGETS = list(LLAMA_PROJECTIONS)
 
 
 @dataclass(frozen=True)
