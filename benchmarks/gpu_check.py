@@ -1,7 +1,10 @@
 """One short GPU check of the scale paths: precisions, FSDP on one GPU, DeepSpeed and QLoRA when installed.
 
-    python benchmarks/gpu_check.py                  # one CUDA GPU, ~2-3 min; exits 0 with a message without one
-    python benchmarks/gpu_check.py --steps 20 --out gpu_check.json
+    python -m benchmarks.gpu_check                  # one CUDA GPU, ~2-3 min; exits 0 with a message without one
+    python -m benchmarks.gpu_check --steps 20 --out gpu_check.json
+
+``python benchmarks/gpu_check.py`` runs it too: it imports only ``lit_loraplus`` (its tiny models from
+``lit_loraplus.testing``), never the rest of ``benchmarks``, so it needs no package context.
 
 No hub: a tiny (hidden 32, 2 layers) and a small (hidden 256, 4 layers) BERT classifier are built from
 configs with a BPE tokenizer trained offline (lit_loraplus.testing), and a synthetic SST-2-format TSV
@@ -26,10 +29,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
+from transformers import BertForSequenceClassification
+from typing_extensions import override
 
+from lit_loraplus.core.model import apply_lora
+from lit_loraplus.testing import CORPUS, tiny_bert_config, train_bpe_tokenizer
 from lit_loraplus.training.distributed import clean_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,11 +49,6 @@ FP32_TOL, HALF_TOL = 1e-4, 5e-2
 
 def build_model(folder: Path, hidden: int, layers: int) -> Path:
     """Save a BERT classifier built from a config plus an offline BPE tokenizer, and a CPU-made adapter beside it."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import BertForSequenceClassification
-
-    from lit_loraplus.testing import CORPUS, tiny_bert_config, train_bpe_tokenizer
-
     tokenizer = train_bpe_tokenizer(CORPUS)
     config = tiny_bert_config(vocab_size=len(tokenizer))
     config.hidden_size, config.num_hidden_layers, config.intermediate_size = hidden, layers, 4 * hidden
@@ -54,15 +58,14 @@ def build_model(folder: Path, hidden: int, layers: int) -> Path:
     BertForSequenceClassification(config).save_pretrained(folder / "model")
     tokenizer.save_pretrained(folder / "model")
     base = BertForSequenceClassification.from_pretrained(folder / "model")
-    lora = LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=8, lora_dropout=0.0, target_modules=["query", "value"])
-    get_peft_model(base, lora).save_pretrained(folder / "adapter")
+    # The GLUE config's adapter (r = α = 8 on query/value), dropout 0 so that every arm sees the same forward.
+    lora = {"r": 8, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["query", "value"]}
+    apply_lora(base, "sequence_classification", lora).save_pretrained(folder / "adapter")
     return folder
 
 
 def write_sst2(folder: Path) -> Path:
     """A synthetic SST-2 (sentence, label) in the original TSV layout: label = whether the sentence says 'yes'."""
-    from lit_loraplus.testing import CORPUS
-
     (folder / "SST-2").mkdir(parents=True)
     rows = ["sentence\tlabel"] + [f"{text}\t{int(' yes' in text)}" for text in CORPUS]
     for split in ("train", "dev"):
@@ -80,17 +83,24 @@ class Probe(Callback):
         self.weights: dict[str, torch.Tensor] = {}
         self._start = 0.0
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
+    @override
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         self._start = time.perf_counter()
         self.lrs.append({g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups})
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         self.times.append(time.perf_counter() - self._start)
         self.losses.append(float(outputs["loss"]))
 
-    def on_fit_end(self, trainer, pl_module) -> None:
+    @override
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         params = pl_module.named_parameters()
         self.weights = {clean_name(n): p.detach().float().cpu() for n, p in params if p.requires_grad}
 

@@ -134,6 +134,27 @@ def cli() -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture(scope="session")
+def run_python() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_python(*args, timeout=600, check=True)``: run ``python *args`` from the repository root in a new process.
+
+    As the benchmarks' docs run them (``run_python("-m", "benchmarks.performance.overhead", "--smoke", ...)``):
+    offline, one thread, this tree first on the path. With ``check`` the test fails, with the process's stderr,
+    unless it exits 0; the finished process is returned either way.
+    """
+
+    def run(*args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+        env = os.environ | CHILD_ENV | {"PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if check:
+            assert done.returncode == 0, done.stderr[-4000:]
+        return done
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def cpu_overrides() -> list[str]:
     """Command-line overrides that run any config (GPU ones included) on this CPU."""
     return [

@@ -1,4 +1,5 @@
-"""The callback-overhead benchmark runs end to end (``--smoke``: tiny model, 1 pair, 3 adjacent-step cycles)."""
+"""The callback-overhead benchmark (``python -m benchmarks.performance.callback_overhead``) runs end to end
+(``--smoke``: tiny model, 1 pair, 3 adjacent-step cycles)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from benchmark_runner import run_benchmark
 
 
 @pytest.mark.subprocess
-def test_smoke(tmp_path: Path) -> None:
+def test_smoke(tmp_path: Path, run_python) -> None:
     """``--smoke`` (baseline vs both monitors every step) writes the JSON with the per-pair ratios and prints
     the markdown table."""
     out = tmp_path / "overhead.json"
-    done = run_benchmark("callback_overhead.py", "--smoke", "--out", str(out), timeout=300)
+    done = run_python("-m", "benchmarks.performance.callback_overhead", "--smoke", "--out", str(out), timeout=300)
     result = json.loads(out.read_text())
     assert set(result["summary"]) == {"both@1"}
     ratios = result["summary"]["both@1"]

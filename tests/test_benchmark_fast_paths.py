@@ -1,4 +1,5 @@
-"""The fast-paths benchmark runs end to end (``--smoke``: tiny models, 2 rounds of 3 steps)."""
+"""The fast-paths benchmark (``python -m benchmarks.performance.fast_paths``) runs end to end (``--smoke``: tiny
+models, 2 rounds of 3 steps)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from benchmark_runner import run_benchmark
 
 
 @pytest.mark.subprocess
-def test_smoke(tmp_path: Path, minilm_path: Path) -> None:
+def test_smoke(tmp_path: Path, minilm_path: Path, run_python) -> None:
     """Every measurement writes its blocks and ratios; grouping pads fewer tokens than the plain shuffle; the
     AdamW variants run on both adapters; the compile blocks run after a timed compilation."""
     out = tmp_path / "fp.json"
-    done = run_benchmark("fast_paths.py", "--smoke", "--compile-backend", "eager", "--out", str(out))
+    args = ["--smoke", "--compile-backend", "eager", "--out", str(out)]
+    done = run_python("-m", "benchmarks.performance.fast_paths", *args)
     result = json.loads(out.read_text())
     grouped = result["group_by_length"]
     assert grouped["tokens"] <= grouped["padded_tokens"]["grouped"] < grouped["padded_tokens"]["shuffle"]

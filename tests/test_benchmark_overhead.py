@@ -1,4 +1,5 @@
-"""benchmarks/overhead.py runs end to end on tiny models, and its shared machinery (_bench.py) computes right.
+"""``python -m benchmarks.performance.overhead`` runs end to end on tiny models, and its loss check, arguments and
+report are right.
 
 No timing is asserted: only that every arm ran, did the same work (same losses) and was measured.
 """
@@ -7,32 +8,22 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPT = BENCHMARKS / "overhead.py"
-sys.path.insert(0, str(BENCHMARKS))
-from _bench import StepClock, pair_ratios, rotated, spread, verdict  # noqa: E402
-from overhead import PHASES, check_losses, parse_args, report  # noqa: E402
+from benchmarks.harness.paths import REPO, RESULTS
+from benchmarks.performance.overhead import PHASES, check_losses, parse_args, report
 
-
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
+MODULE = "benchmarks.performance.overhead"
 
 
 @pytest.mark.slow  # five worker processes, each importing torch, transformers and peft: ~50 s on 2 cores
-def test_smoke_all_arms(tmp_path: Path) -> None:
+def test_smoke_all_arms(tmp_path: Path, run_python) -> None:
     """``--smoke`` (tiny BERT, fp32): all five arms run 3 measured steps, agree on their first losses, report
     phase shares that add up to the whole step, and the JSON and tables hold every ratio with its target."""
     out = tmp_path / "overhead.json"
-    done = run_script("--smoke", "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python("-m", MODULE, "--smoke", "--out", str(out))
     result = json.loads(out.read_text())
     (runs,) = result["runs"]
     assert sorted(r["arm"] for r in runs) == ["a", "b", "c", "d", "e"]
@@ -59,15 +50,26 @@ def test_smoke_all_arms(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # three worker processes: ~30 s on 2 cores
-def test_smoke_llama_bf16(tmp_path: Path) -> None:
+def test_smoke_llama_bf16(tmp_path: Path, run_python) -> None:
     """Causal LM in bf16-mixed (tiny Llama, LoRA on all 7 projections): the hand loop, HF Trainer and
     LoraPlusModule agree on all first three losses, since without 1-D trainable parameters PEFT's LoRA+
     groups equal ours."""
     out = tmp_path / "llama.json"
-    done = run_script(
-        "--smoke", "--model", "llama", "--precision", "bf16-mixed", "--arms", "a", "b", "c", "--out", str(out)
+    run_python(
+        "-m",
+        MODULE,
+        "--smoke",
+        "--model",
+        "llama",
+        "--precision",
+        "bf16-mixed",
+        "--arms",
+        "a",
+        "b",
+        "c",
+        "--out",
+        str(out),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     by_arm = {r["arm"]: r for r in json.loads(out.read_text())["runs"][0]}
     assert set(by_arm) == {"a", "b", "c"}
     for arm in ("b", "c"):
@@ -80,23 +82,22 @@ def test_documented_tables_match_the_committed_results(name: str) -> None:
     """The overhead page's tables (docs/benchmarks/overhead.md) are exactly what the script prints for the
     committed JSON, which was measured with the default settings (5 rounds of 100 steps after 5 warm-up steps,
     all five arms)."""
-    result = json.loads((BENCHMARKS / "results" / f"{name}.json").read_text())
+    result = json.loads((RESULTS / f"{name}.json").read_text())
     settings = result["settings"]
     assert (settings["repeats"], settings["steps"], settings["warmup"]) == (5, 100, 5)
     assert settings["arms"] == ["a", "b", "c", "d", "e"] and not settings["smoke"]
     assert len(result["runs"]) == 5 and all(len(r) == 5 for r in result["runs"])
-    page = (BENCHMARKS.parent / "docs" / "benchmarks" / "overhead.md").read_text()
+    page = (REPO / "docs" / "benchmarks" / "overhead.md").read_text()
     assert report(result["summary"], settings["repeats"]) in page
 
 
 @pytest.mark.subprocess
-def test_profile_writes_call_tree(tmp_path: Path, require) -> None:
+def test_profile_writes_call_tree(tmp_path: Path, require, run_python) -> None:
     """``--profile`` writes a pyinstrument call tree of the measured steps in which Lightning's training step
     appears."""
     require(importlib.util.find_spec("pyinstrument") is not None, "pyinstrument is not installed")
     out = tmp_path / "prof.json"
-    done = run_script("--smoke", "--profile", "--arms", "c", "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_python("-m", MODULE, "--smoke", "--profile", "--arms", "c", "--out", str(out))
     tree = (tmp_path / "prof_profile" / "c.txt").read_text()
     assert "training_step" in tree
 
@@ -123,36 +124,3 @@ def test_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert message.replace("\\", "") in capsys.readouterr().err
-
-
-def test_step_clock() -> None:
-    """Step times are the gaps between marks after the warm-up; phase shares count spans that start inside
-    the measured window, and ``other`` is the rest."""
-    seen: list[int] = []
-    clock = StepClock(on_mark=seen.append)
-    clock.marks = [0.0, 1.0, 3.0, 6.0, 10.0]
-    clock.span("forward", 0.5, 0.9)  # warm-up step: not counted
-    clock.span("forward", 1.0, 2.0)
-    clock.span("data", 5.0, 5.5)
-    clock.span("forward", 6.0, 9.0)  # after the window of count=2
-    assert clock.step_times(1) == [2.0, 3.0, 4.0]
-    assert clock.step_times(1, count=2) == [2.0, 3.0]
-    assert clock.shares(1, count=2) == pytest.approx({"forward": 0.2, "data": 0.1, "other": 0.7})
-    clock.mark()
-    assert seen == [5] and len(clock.marks) == 6
-
-
-def test_ratios_and_verdicts() -> None:
-    """Ratios are taken within each round, summarised by median and range; a target is met only when the
-    whole range is at or below it."""
-    runs = [
-        [{"v": "base", "t": 2.0}, {"v": "x", "t": 2.2}],
-        [{"v": "x", "t": 3.0}, {"v": "base", "t": 3.0}],
-        [{"v": "base", "t": 1.0}, {"v": "x", "t": 0.9}],
-    ]
-    ratio = pair_ratios(runs, "v", "x", "base", ["t"])["t"]
-    assert ratio["pairs"] == pytest.approx([1.1, 1.0, 0.9])
-    assert (ratio["median"], ratio["min"], ratio["max"]) == pytest.approx((1.0, 0.9, 1.1))
-    assert [verdict(ratio, t) for t in (1.1, 1.05, 0.8)] == ["met", "unclear", "missed"]
-    assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "pairs": [3.0, 1.0, 2.0]}
-    assert [rotated("abc", i) for i in range(4)] == [list("abc"), list("bca"), list("cab"), list("abc")]

@@ -1,33 +1,18 @@
-"""The LoRA vs LoRA+ convergence benchmark (``benchmarks/convergence.py``): its cell selection and steps-to-target
-arithmetic, its option checks, and a ``--smoke`` run of every arm (tiny config-built models, the real GLUE and
-MMLU files) that must write consistent run records, figures, MMLU results and a summary, and resume."""
+"""The LoRA vs LoRA+ convergence benchmark (``python -m benchmarks.evidence.v1``): its cell selection and
+steps-to-target arithmetic, its option checks, and a ``--smoke`` run of every arm (tiny config-built models, the
+real GLUE and MMLU files) that must write consistent run records, figures, MMLU results and a summary, and resume."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-convergence = _load("convergence")  # puts benchmarks/ on sys.path, so its helpers import as in a script run
-report = _load("_convergence_report")
+from benchmarks.evidence.v1 import __main__ as convergence
+from benchmarks.evidence.v1 import report
+from benchmarks.harness.paths import REPO, RESULTS
 
 
 def _record(lr: float, ratio: float, seed: int, losses: list[float | None], accuracy: list[float]) -> dict:
@@ -91,23 +76,17 @@ def test_bad_options_are_refused_before_training(tmp_path: Path) -> None:
         convergence.parse_args(["--out", str(tmp_path), "--lrs", "fast"])
 
 
-def _smoke(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(BENCHMARKS / "convergence.py"), "--smoke", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
-
-
 @pytest.mark.slow
-def test_smoke_runs_every_arm_and_resumes(tmp_path, tiny_bert_dir, tiny_llama_dir, glue_dir, mmlu_dir) -> None:
+def test_smoke_runs_every_arm_and_resumes(
+    tmp_path, tiny_bert_dir, tiny_llama_dir, glue_dir, mmlu_dir, run_python
+) -> None:
     """``--smoke`` over every phase trains every arm (SST-2 under both inits, CoLA, MRPC, the causal instruction
     arm) on a 2 × 2 grid plus a second seed at the best cells, scores MMLU, and writes records whose best cells,
     curves and MMLU standard errors the summary reports consistently; a rerun trains nothing again."""
     out = tmp_path / "results"
     common = ["--out", str(out), "--model", str(tiny_bert_dir), "--causal-model", str(tiny_llama_dir)]
     common += ["--glue-dir", str(glue_dir), "--mmlu-dir", str(mmlu_dir)]
-    _smoke([*common, "--phases", "budget,grid,seeds,finder,mmlu,report"])
+    run_python("-m", "benchmarks.evidence.v1", "--smoke", *common, "--phases", "budget,grid,seeds,finder,mmlu,report")
 
     arms = ["sst2-standard", "sst2-loraplus", "cola-standard", "mrpc-standard", "instruct-standard"]
     records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
@@ -149,7 +128,7 @@ def test_smoke_runs_every_arm_and_resumes(tmp_path, tiny_bert_dir, tiny_llama_di
     assert n == 8 and mmlu["base"]["se"] == pytest.approx(math.sqrt(p * (1 - p) / n))
 
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-    again = _smoke([*common, "--phases", "grid,seeds"])
+    again = run_python("-m", "benchmarks.evidence.v1", "--smoke", *common, "--phases", "grid,seeds")
     assert again.stdout.count("skip ") == len(records) and "done " not in again.stdout
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
 
@@ -157,9 +136,9 @@ def test_smoke_runs_every_arm_and_resumes(tmp_path, tiny_bert_dir, tiny_llama_di
 def test_documented_results_match_the_committed_summary() -> None:
     """The convergence page's tables (docs/benchmarks/convergence.md) are exactly what the report phase prints
     from the committed summary.json, and every figure the summary implies is committed beside it."""
-    results = BENCHMARKS / "results" / "convergence"
+    results = RESULTS / "convergence"
     summary = json.loads((results / "summary.json").read_text())
-    page = (BENCHMARKS.parent / "docs" / "benchmarks" / "convergence.md").read_text()
+    page = (REPO / "docs" / "benchmarks" / "convergence.md").read_text()
     assert report.markdown_table(summary) in page
     assert report.finder_table(summary) in page
     for arm, s in summary.items():

@@ -318,14 +318,20 @@ def test_plain_peft_loading_reproduces_the_trained_module(
 
 
 def test_named_repository_files_exist() -> None:
-    """Every config, benchmark script and results file the README and the docs name exists (brace patterns such
-    as ``glue/gpt2_{mnli,qqp}.yaml`` are expanded)."""
+    """Every config, benchmark script and results file the README, the docs and the benchmarks' index name exists
+    (brace patterns such as ``glue/gpt2_{mnli,qqp}.yaml`` are expanded), and so does every benchmark module they
+    run with ``python -m benchmarks...``."""
     missing = []
-    for page in PAGES:
-        for name in re.findall(r"\b((?:configs|benchmarks)/[\w/{},.-]+\.(?:yaml|py|json))", page.read_text()):
+    for page in [*PAGES, REPO / "benchmarks" / "README.md"]:
+        text = page.read_text()
+        for name in re.findall(r"\b((?:configs|benchmarks)/[\w/{},.-]+\.(?:yaml|py|json))", text):
             for path in _expand_braces(name):
                 if not (REPO / path).exists():
                     missing.append(f"{page.relative_to(REPO)}: {path}")
+        for module in re.findall(r"python -m (benchmarks(?:\.\w+)+)", text):
+            path = REPO.joinpath(*module.split("."))
+            if not (path.with_suffix(".py").is_file() or (path / "__main__.py").is_file()):
+                missing.append(f"{page.relative_to(REPO)}: python -m {module}")
     assert not missing, missing
 
 

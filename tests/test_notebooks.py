@@ -34,9 +34,9 @@ def _require_offline_demo(require) -> None:
 # slow: under SMOKE on 2 busy cores, kernel start and imports included, 01 took 39-50 s, 02 44-48 s, 03 35 s.
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch, require) -> None:
     """The notebook executes without error in a fresh kernel under the smoke settings (offline)."""
-    _require_offline_demo()
+    _require_offline_demo(require)
     import nbformat
     from nbclient import NotebookClient
 

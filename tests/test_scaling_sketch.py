@@ -1,29 +1,19 @@
-"""benchmarks/scaling_sketch.py: its counts equal real transformers/PEFT models, its activation formula equals the
-tensors autograd saves in a tiny real Llama, its memory model shards and checkpoints as claimed, and its CLI
-prints the tables and refuses bad input by option name.
+"""``python -m benchmarks.estimates.scaling_sketch``: its counts equal real transformers/PEFT models, its activation
+formula equals the tensors autograd saves in a tiny real Llama, its memory model shards and checkpoints as claimed,
+and its CLI prints the tables and refuses bad input by option name.
 """
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-from lit_loraplus.testing import tiny_llama, tiny_llama_config
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPT = BENCHMARKS / "scaling_sketch.py"
-sys.path.insert(0, str(BENCHMARKS))
-from scaling_sketch import (  # noqa: E402
+from benchmarks.estimates.scaling_sketch import (
     GIB,
     NF4_BITS,
     NF4_BITS_NO_DOUBLE_QUANT,
-    PROJECTIONS,
     SETTINGS,
     LlamaShape,
     activation_bytes,
@@ -36,6 +26,8 @@ from scaling_sketch import (  # noqa: E402
     parameter_count,
     step_time,
 )
+from benchmarks.harness.shapes import LLAMA_PROJECTIONS
+from lit_loraplus.testing import tiny_llama, tiny_llama_config
 
 LLAMA_7B = LlamaShape()  # meta-llama/Llama-2-7b-hf
 
@@ -58,8 +50,7 @@ def setting(name: str):
     return next(s for s in SETTINGS if s.name == name)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+MODULE = "benchmarks.estimates.scaling_sketch"
 
 
 def tied_config() -> LlamaConfig:
@@ -100,7 +91,7 @@ def test_known_7b_numbers() -> None:
 def test_lora_count_equals_peft() -> None:
     """r 8 on all 7 projections: the count equals the trainable parameters ``get_peft_model`` creates on a real
     tiny (GQA) Llama; two projections only, too."""
-    for targets in (PROJECTIONS, ("q_proj", "v_proj")):
+    for targets in (LLAMA_PROJECTIONS, ("q_proj", "v_proj")):
         model = get_peft_model(tiny_llama(), LoraConfig(r=8, target_modules=list(targets), task_type="CAUSAL_LM"))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         assert lora_parameter_count(shape_of(tiny_llama_config()), 8, targets) == trainable
@@ -118,7 +109,7 @@ def saved_bytes(layers: int, tokens: tuple[int, int], bf16_adapters: bool = Fals
     config.num_hidden_layers, config.num_key_value_heads = layers, 4  # no GQA, as Llama-2-7B
     torch.manual_seed(0)
     base = LlamaForCausalLM(config).to(torch.bfloat16)
-    model = get_peft_model(base, LoraConfig(r=8, lora_dropout=0.1, target_modules=list(PROJECTIONS))).train()
+    model = get_peft_model(base, LoraConfig(r=8, lora_dropout=0.1, target_modules=list(LLAMA_PROJECTIONS))).train()
     if bf16_adapters:
         model.to(torch.bfloat16)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -229,10 +220,9 @@ def test_fsdp_flops_and_communication() -> None:
 
 
 @pytest.mark.subprocess
-def test_cli_prints_tables() -> None:
+def test_cli_prints_tables(run_python) -> None:
     """The default command prints both micro-batch memory tables (GiB) and the step-time table."""
-    done = run_cli()
-    assert done.returncode == 0, done.stderr
+    done = run_python("-m", MODULE, timeout=120)
     out = done.stdout
     assert "6,738,415,616 parameters" in out and "19,988,480 trainable" in out
     assert "**Micro-batch 4 per GPU** (global 32)" in out and "**Micro-batch 32 per GPU** (global 256)" in out
@@ -254,7 +244,7 @@ def test_cli_prints_tables() -> None:
         (["--gpus", "0", "--peak-tflops", "-1"], "`--gpus=0` must be a positive integer. `--peak-tflops=-1.0`"),
     ],
 )
-def test_cli_refuses_bad_input(args: list[str], message: str) -> None:
+def test_cli_refuses_bad_input(args: list[str], message: str, run_python) -> None:
     """Bad values exit with status 2 and one message naming each bad option, its value and what it must be."""
-    done = run_cli(*args)
+    done = run_python("-m", MODULE, *args, timeout=120, check=False)
     assert done.returncode == 2 and message in done.stderr, done.stderr

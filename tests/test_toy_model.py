@@ -1,21 +1,15 @@
-"""The paper's toy model (benchmarks/toy_model.py): exact δ identity, plain GD, inits, CLI smoke run."""
+"""The paper's toy model (``python -m benchmarks.evidence.toy_model``): exact δ identity, plain GD, inits, CLI smoke
+run."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks.evidence import toy_model as toy
 from lit_loraplus.core.feature_terms import feature_terms
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import toy_model as toy  # noqa: E402  (a benchmark script, importable from its folder)
 
 
 def _after_steps(init: toy.Init, steps: int = 3, lr_a: float = 0.05, lr_b: float = 0.5):
@@ -138,14 +132,9 @@ def test_bad_settings_are_refused() -> None:
 
 
 @pytest.mark.subprocess
-def test_smoke_run_writes_json_and_figures(tmp_path) -> None:
+def test_smoke_run_writes_json_and_figures(tmp_path, run_python) -> None:
     """``--smoke`` runs the CLI end to end: JSON with both heatmaps, their optima, and finite width slopes; PNGs."""
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    script = REPO / "benchmarks" / "toy_model.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--smoke", "--out", str(tmp_path)], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_python("-m", "benchmarks.evidence.toy_model", "--smoke", "--out", str(tmp_path))
     result = json.loads((tmp_path / "toy_model.json").read_text())
     for init in toy.INITS:
         grid = result["heatmap"][init]["loss"]

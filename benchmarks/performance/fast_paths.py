@@ -1,7 +1,7 @@
 """The fast paths of issue #7, each measured against its baseline in the same process (CPU).
 
-    python benchmarks/fast_paths.py --out benchmarks/results/fast_paths.json      # ≈ 15 min on 2 cores
-    python benchmarks/fast_paths.py --out /tmp/fp.json --smoke                   # tiny models, seconds
+    python -m benchmarks.performance.fast_paths --out benchmarks/results/fast_paths.json  # ≈ 11-15 min on 2 cores
+    python -m benchmarks.performance.fast_paths --out /tmp/fp.json --smoke               # tiny models, seconds
 
 Three measurements, each as interleaved blocks (baseline, variant, baseline, ...; order rotated every
 round) inside one process, so that the ±20 % spread between processes on this VM cancels:
@@ -15,7 +15,7 @@ round) inside one process, so that the ±20 % spread between processes on this V
 ``adamw``
     ``torch.optim.AdamW`` over the LoRA+ groups as the package builds them: the per-parameter loop
     (``foreach=False``, torch's CPU default), ``foreach=True`` and ``fused=True``: median time of
-    ``optimizer.step()`` with fixed gradients, on MiniLM (r 8, query/value: 24 tensors) and on a
+    ``optimizer.step()`` with fixed gradients, on MiniLM (r 8, query/value, and the head: 26 tensors) and on a
     SmolLM2-135M-shaped Llama (30 layers, r 8 on the 7 projections: 420 tensors), and its share of
     a MiniLM training step.
 ``compile``
@@ -39,30 +39,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-from _bench import markdown_table, rotated, spread  # noqa: E402
-from overhead import MINILM, SMOLLM2_135M, TINY, build_base  # noqa: E402
+from benchmarks.harness.models import llama, minilm_lora, split_batches, token_rows, with_lora
+from benchmarks.harness.paths import DATA
+from benchmarks.harness.processes import rotated
+from benchmarks.harness.shapes import LLAMA_PROJECTIONS, MINILM
+from benchmarks.harness.stats import markdown_table, spread
 
-REPO = Path(__file__).resolve().parents[1]
-LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ADAMW = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-
-
-def lora(model: Any, targets: list[str], task: str) -> Any:
-    """``model`` with a LoRA adapter (r 8, α 16, dropout 0) on ``targets``, in train mode."""
-    from lit_loraplus.core.model import apply_lora
-
-    return apply_lora(model, task, {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": targets}).train()
-
-
-def minilm(smoke: bool, num_labels: int = 2) -> Any:
-    """The packaged MiniLM (``--smoke``: a hidden-32 BERT, 2 labels) with LoRA on query/value."""
-    from lit_loraplus.core.model import load_pretrained
-
-    task = "sequence_classification"
-    base = build_base("minilm", smoke, 0) if smoke else load_pretrained(MINILM, task, num_labels=num_labels)
-    return lora(base, ["query", "value"], task)
+# Every adapter here: LoRA r 8, α 16, dropout 0.
+LORA = {"r": 8, "alpha": 16, "dropout": 0.0}
 
 
 def optimizer(model: Any, **kwargs: Any) -> Any:
@@ -135,7 +122,7 @@ def group_by_length(args: argparse.Namespace) -> dict[str, Any]:
         padded[name] = sum(b["input_ids"].numel() for b in dm.train_dataloader())
     real = sum(len(row["input_ids"]) for row in modules["shuffle"].datasets["train"])
     # The real MiniLM even in smoke runs: the tokenizer's ids need its vocabulary.
-    model = minilm(False, num_labels=modules["shuffle"].num_labels)
+    model = minilm_lora(**LORA, num_labels=modules["shuffle"].num_labels)
     opt = optimizer(model)
 
     def run(variant: str, round_index: int) -> list[float]:
@@ -151,13 +138,8 @@ def group_by_length(args: argparse.Namespace) -> dict[str, Any]:
 
 def adamw(args: argparse.Namespace) -> dict[str, Any]:
     """``optimizer.step()`` time of the three AdamW implementations on two adapters, and its step share."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    shape = {**TINY, "num_attention_heads": 4, "num_key_value_heads": 2} if args.smoke else SMOLLM2_135M
-    llama = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2 if args.smoke else 30, **shape))
-    models = {"minilm": minilm(args.smoke), "smollm2-135m": lora(llama, LLAMA_TARGETS, "causal_lm")}
+    smollm2 = with_lora(llama(30, smoke=args.smoke), "causal_lm", LLAMA_PROJECTIONS, **LORA)
+    models = {"minilm": minilm_lora(**LORA, smoke=args.smoke), "smollm2-135m": smollm2}
     out: dict[str, Any] = {}
     steps = 20 if args.smoke else 200
     for name, model in models.items():
@@ -180,23 +162,15 @@ def adamw(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def fixed_batches(n: int, batch: int, seq: int, vocab: int) -> list[dict[str, Any]]:
-    """``n`` seeded synthetic classification batches of ``batch × seq`` tokens."""
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    shapes = {"input_ids": ((batch, seq), vocab), "labels": ((batch,), 2)}
-    return [{k: torch.randint(0, high, size, generator=g) for k, (size, high) in shapes.items()} for _ in range(n)]
-
-
 def compile_(args: argparse.Namespace) -> dict[str, Any]:
     """Eager vs ``nn.Module.compile()`` training steps on MiniLM at a fixed batch shape."""
-    eager = minilm(args.smoke)
+    eager = minilm_lora(**LORA, smoke=args.smoke)
     compiled = copy.deepcopy(eager)
     compiled.compile(backend=args.compile_backend)
     models = {"eager": eager, "compiled": compiled}
     opts = {k: optimizer(m) for k, m in models.items()}
-    batches = fixed_batches(args.steps, 8 if args.smoke else 32, 64, TINY["vocab_size"] if args.smoke else 30522)
+    batch = 8 if args.smoke else 32
+    batches = split_batches(token_rows(args.steps * batch, 64, eager.config.vocab_size), batch)
     start = time.perf_counter()
     train_steps(compiled, opts["compiled"], batches[:2])  # the first call compiles (forward and backward)
     compile_s = time.perf_counter() - start
@@ -248,12 +222,13 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the chosen measurements, writing ``--out`` after each, and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON results")
     parser.add_argument("--only", nargs="+", choices=list(MEASUREMENTS), default=list(MEASUREMENTS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="training steps per block")
-    parser.add_argument("--glue-dir", type=Path, default=REPO.parent / "shared" / "data" / "glue")
+    parser.add_argument("--glue-dir", type=Path, default=DATA / "glue")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend ('eager': no codegen)")
     parser.add_argument("--smoke", action="store_true", help="tiny models, 2 rounds of 3 steps")
     args = parser.parse_args(argv)

