@@ -128,7 +128,8 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
     keys = metric_keys(seeds["lora"] + seeds["loraplus"])
     for arm, records in seeds.items():
         finals = {k: t_interval([as_float(r["final"].get(k)) for r in records]) for k in keys}
-        learns = bool(records) and finals[recipe.metric]["mean"] >= recipe.learn_threshold if keys else False
+        # None until the arm has seed runs: "not measured" is not "does not learn".
+        learns = finals[recipe.metric]["mean"] >= recipe.learn_threshold if records and keys else None
         summary["arms"][arm]["seeds"] = {"seeds": sorted(r["spec"]["seed"] for r in records), "final": finals,
                                          "learns": learns}  # fmt: skip
     if seeds["lora"] and seeds["loraplus"]:
@@ -166,7 +167,8 @@ def _arm_row(arm: str, info: dict[str, Any], keys: list[str]) -> str:
     seeds = info.get("seeds", {})
     values = [_ci(seeds.get("final", {}).get(k)) for k in keys]
     cells = [arm, choice, f"{info['cells_rung']} / {info['cells_full']}", grid, str(len(seeds.get("seeds", [])))]
-    return "| " + " | ".join([*cells, *values, str(seeds.get("learns", "–"))]) + " |"
+    learns = seeds.get("learns")
+    return "| " + " | ".join([*cells, *values, "–" if learns is None else str(learns)]) + " |"
 
 
 def markdown(summary: dict[str, Any]) -> str:
