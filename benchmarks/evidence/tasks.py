@@ -1,0 +1,193 @@
+"""What each task trains on and for how long, the η_A ladder, and the selection split carved from GLUE train.
+
+Selection never sees the GLUE dev split: every selection run (pilot, rung, full) trains on GLUE *train*
+minus a fixed held-out "selection" split and is scored on that split; only the seed runs of the chosen
+cells are scored on dev.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch.utils.data import DistributedSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from lit_loraplus.data import GlueDataModule, PadCollator
+from lit_loraplus.data.base import split_rows
+
+SPLIT_SEED = 20240217  # seed of the selection split: fixed, independent of every run seed
+MAJORITY = {"sst2": 0.509, "mrpc": 0.684, "cola": 0.691}  # dev-split majority-class accuracy (measured)
+
+
+def ladder_lr(k: int) -> float:
+    """η_A of ladder step ``k``: 10^(k/3) to three significant digits (k = -9 is 1e-3, -8 is 2.15e-3)."""
+    return float(f"{10 ** (k / 3):.3g}")
+
+
+def ladder_step(lr: float) -> int:
+    """The ladder step ``k`` of an η_A value (inverse of :func:`ladder_lr`)."""
+    return round(3 * math.log10(lr))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What is searched and how often it is repeated: the same for every task.
+
+    Attributes:
+        lrs: Initial η_A grid (each arm extends its own along the ladder).
+        ratios: λ values of the LoRA+ arm (LoRA is λ = 1).
+        seeds: Fresh seeds of the chosen cells (selection uses seed 0).
+        max_extensions: Most η_A values an arm may add to the initial grid.
+        pilot_ratio: λ of the pilot run (at the middle η_A of the grid).
+    """
+
+    lrs: tuple[float, ...] = tuple(ladder_lr(k) for k in range(-11, -6))  # 2.15e-4 .. 4.64e-3, ×2.15 apart
+    ratios: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)  # the paper's 2^1 .. 2^5
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    max_extensions: int = 3
+    pilot_ratio: float = 8.0
+
+    def arms(self) -> dict[str, tuple[float, ...]]:
+        """λ values per arm: ``lora`` (1) and ``loraplus``."""
+        return {"lora": (1.0,), "loraplus": self.ratios}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one task's runs train and are judged.
+
+    Attributes:
+        task: GLUE task key (``sst2``, ``mrpc``, ``cola``).
+        steps: N, the length of every run; the linear decay always spans N steps.
+        batch_size: Training rows per step.
+        max_length: Longest tokenized row (no row of these tasks is longer than the values chosen).
+        selection_rows: Rows of GLUE train held out as the selection split.
+        target_modules: LoRA targets.
+        metric: The task metric of the report and of the learning check (besides the loss).
+        learn_threshold: The task learns when ``metric`` reaches this (pilot gate, and both arms at the end).
+        head_lr: Learning rate of the classifier head (None: η_A, as in the paper's recipe).
+        rung_fraction: Successive-halving rung 0 at ``rung_fraction · N`` steps.
+        promote_fraction: Share of an arm's cells (at least ``min_promoted``) continued from rung 0 to N.
+        min_promoted: Fewest cells per arm continued to N.
+        curve_points: Evaluations of a seed run (and of the pilot): one every N / curve_points steps.
+        train_subset: Keep a seeded sample of this many training rows (None: all; tests only).
+        val_subset: Keep a sample of this many validation rows (None: all; tests only: the sample is seeded
+            with the run seed, so seed runs would be scored on different dev rows).
+        eval_batch_size: Rows per evaluation batch.
+    """
+
+    task: str
+    steps: int
+    batch_size: int
+    max_length: int
+    selection_rows: int
+    target_modules: tuple[str, ...]
+    metric: str
+    learn_threshold: float
+    head_lr: float | None = None
+    rung_fraction: float = 0.25
+    promote_fraction: float = 0.25
+    min_promoted: int = 2
+    curve_points: int = 10
+    train_subset: int | None = None
+    val_subset: int | None = None
+    eval_batch_size: int = 64
+
+    @property
+    def rung_step(self) -> int:
+        """The step at which selection cells stop for ranking."""
+        return round(self.steps * self.rung_fraction)
+
+    def problems(self) -> list[str]:
+        """What makes the recipe unusable (empty if nothing): the evaluation grids must divide N."""
+        found = []
+        if self.steps % self.rung_step:
+            found.append(f"{self.task}: N={self.steps} is not a multiple of the rung step {self.rung_step}.")
+        if self.steps % self.curve_points:
+            found.append(f"{self.task}: N={self.steps} is not a multiple of curve_points={self.curve_points}.")
+        return found
+
+
+QV, ALL = ("query", "value"), ("query", "key", "value", "dense")
+RECIPES = {
+    # Paper App. C.1 GLUE recipe (RoBERTa targets query/value), shortened to what 2 CPU cores allow.
+    "sst2": Recipe("sst2", steps=400, batch_size=16, max_length=64, selection_rows=500, target_modules=QV,
+                   metric="accuracy", learn_threshold=0.75),
+    # ≈ 2.3 epochs of the 3,267 training pairs left after the selection split.
+    "mrpc": Recipe("mrpc", steps=460, batch_size=16, max_length=128, selection_rows=400, target_modules=QV,
+                   metric="accuracy", learn_threshold=0.72),
+    # The real-data test's recipe (tests/test_real_data.py): CoLA learns only with LoRA on every projection,
+    # a fast head and ~800 steps at batch 32; at N/4 it still predicts the majority class, so rank at N/2.
+    "cola": Recipe("cola", steps=800, batch_size=32, max_length=64, selection_rows=500, target_modules=ALL,
+                   metric="matthews", learn_threshold=0.2, head_lr=1e-2, rung_fraction=0.5),
+}  # fmt: skip
+# The causal arm (SmolLM2 on instructions, scored on MMLU) and Init[2] on SST-2 come later: a causal recipe
+# plugs in here with its own data module in runs.build_run; Init[2] is `--inits loraplus` on these recipes.
+
+
+def smoke_recipe(task: str) -> Recipe:
+    """A few steps of ``task`` on a handful of rows (tests): same code paths, seconds instead of hours."""
+    real = RECIPES[task]
+    return Recipe(task, steps=8, batch_size=4, max_length=32, selection_rows=16, target_modules=real.target_modules,
+                  metric=real.metric, learn_threshold=-1.0, head_lr=real.head_lr, curve_points=4, train_subset=48,
+                  val_subset=16, eval_batch_size=8)  # fmt: skip
+
+
+class SelectionGlueDataModule(GlueDataModule):
+    """A GLUE task whose validation loader serves either a selection split carved from train, or dev.
+
+    With ``evaluate_on="selection"`` the model trains on GLUE train minus ``selection_rows`` rows (a
+    permutation seeded with ``split_seed``, the same for every run) and validates on those rows; with
+    ``evaluate_on="dev"`` it trains on the same rows and validates on the GLUE dev split. Either way the
+    training rows are identical, so a seed run differs from a selection run only in what it is scored on.
+
+    The training order is a ``DistributedSampler`` shuffle (one replica), whose permutation depends only on
+    ``(seed, epoch)``: a run resumed mid-epoch then also sees the uninterrupted run's *later* epochs, which
+    the package's ``shuffle=True`` loader does not reproduce (its generator state after a mid-epoch restore
+    differs from the uninterrupted run's at the next epoch).
+
+    Args:
+        task: GLUE task key.
+        tokenizer: The model's tokenizer (hub id or folder).
+        data_dir: Folder of the GLUE TSV download.
+        evaluate_on: ``selection`` or ``dev``.
+        selection_rows: Rows of train held out for selection.
+        split_seed: Seed of the held-out permutation.
+        **loader_kwargs: :class:`~lit_loraplus.data.base.TokenizedDataModule` settings.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        tokenizer: str,
+        data_dir: str,
+        evaluate_on: Literal["selection", "dev"],
+        selection_rows: int,
+        split_seed: int = SPLIT_SEED,
+        **loader_kwargs: Any,
+    ) -> None:
+        super().__init__(task, tokenizer, data_dir=data_dir, **loader_kwargs)
+        if evaluate_on not in ("selection", "dev"):
+            raise ValueError(f"`evaluate_on={evaluate_on!r}` must be 'selection' or 'dev'.")
+        self.evaluate_on, self.selection_rows, self.split_seed = evaluate_on, selection_rows, split_seed
+        self._split: tuple[list, list] | None = None
+
+    def _read(self, split: str) -> list:
+        if split != "train" and self.evaluate_on == "dev":
+            return super()._read(split)
+        if self._split is None:
+            rows = super()._read("train")
+            self._split = split_rows(rows, self.selection_rows / len(rows), seed=self.split_seed)
+        return self._split[0] if split == "train" else self._split[1]
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        """Resumable loader over the training rows, shuffled by ``(seed, epoch)`` (Lightning sets the epoch)."""
+        rows = self.datasets["train"]
+        return StatefulDataLoader(
+            rows,
+            batch_size=self.batch_size,
+            sampler=DistributedSampler(rows, num_replicas=1, rank=0, shuffle=True, seed=self.seed),
+            collate_fn=PadCollator(self.tokenizer.pad_token_id),
+        )

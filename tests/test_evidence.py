@@ -1,0 +1,187 @@
+"""The evidence-v2 benchmark (``python -m benchmarks.evidence``): its statistics and search logic on hand-made
+records, its selection split, exact prefix + resume on a tiny model, and a smoke run of the whole pipeline that
+resumes without retraining."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from benchmarks.evidence.__main__ import main
+from benchmarks.evidence.common import paired_difference, steps_to_reach, t_interval
+from benchmarks.evidence.report import steps_to_target
+from benchmarks.evidence.runs import Paths, RunSpec, train
+from benchmarks.evidence.search import extension, promote, search_arm
+from benchmarks.evidence.tasks import Protocol, SelectionGlueDataModule, ladder_lr, ladder_step, smoke_recipe
+
+
+def test_t_interval_matches_hand_computation() -> None:
+    """Mean ± t(0.975, n−1)·s/√n; a single value has no interval (NaN), not a zero-width one."""
+    found = t_interval([1.0, 2.0, 3.0])
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+    assert (found["n"], found["mean"], found["std"]) == (3, 2.0, 1.0)
+    assert found["half_width"] == pytest.approx(half) and found["low"] == pytest.approx(2 - half)
+    assert found["half_width"] == pytest.approx(2.484, abs=1e-3)
+    assert math.isnan(t_interval([0.5])["half_width"])
+
+
+def test_paired_difference_pairs_by_seed() -> None:
+    """Differences are treatment − baseline on the seeds both arms have; an unpaired seed is left out."""
+    found = paired_difference({1: 0.5, 2: 0.6, 3: 0.7}, {1: 0.4, 2: 0.5, 3: 0.65, 4: 0.1})
+    assert found["keys"] == [1, 2, 3]
+    assert found["values"] == pytest.approx([-0.1, -0.1, -0.05])
+    assert found["mean"] == pytest.approx(-0.25 / 3)
+    assert found["std"] == pytest.approx(0.0288675, abs=1e-7)  # sqrt((2 · 0.016667² + 0.033333²) / 2)
+    assert found["half_width"] == pytest.approx(0.0717109, abs=1e-7)  # t(0.975, 2) · std / √3 = 4.302653 · 0.016667
+
+
+def test_steps_to_reach_interpolates_between_evaluations() -> None:
+    """Linear interpolation between the last evaluation short of the target and the first at or past it; higher
+    is better for metrics; reached at the first evaluation is flagged as a bound; never reached gives None."""
+    assert steps_to_reach([10, 20, 30], [0.9, 0.7, 0.5], 0.6, lower_is_better=True) == {"steps": 25.0, "bound": False}
+    assert steps_to_reach([10, 20, 30], [0.5, 0.7, 0.8], 0.75, lower_is_better=False)["steps"] == pytest.approx(25.0)
+    assert steps_to_reach([10, 20], [0.5, 0.4], 0.6, lower_is_better=True) == {"steps": 10.0, "bound": True}
+    assert steps_to_reach([10, 20], [0.9, 0.8], 0.6, lower_is_better=True) == {"steps": None, "bound": False}
+    after_nan = steps_to_reach([10, 20], [math.nan, 0.5], 0.6, lower_is_better=True)  # NaN never reaches
+    assert after_nan == {"steps": 20.0, "bound": True}
+
+
+def _seed_record(seed: int, losses: list[float], accuracy: list[float]) -> dict:
+    evals = [
+        {"step": 10 * (i + 1), "loss": v, "accuracy": a} for i, (v, a) in enumerate(zip(losses, accuracy, strict=True))
+    ]
+    return {"spec": {"seed": seed}, "evals": evals, "final": evals[-1]}
+
+
+def test_steps_to_target_uses_loras_final_seed_mean() -> None:
+    """Target = LoRA's final seed-mean; LoRA+'s seed-mean curve and each seed's curve are interpolated to it;
+    speed-up = N / steps."""
+    lora = [_seed_record(1, [0.8, 0.7, 0.55], [0.6, 0.7, 0.8]), _seed_record(2, [0.8, 0.7, 0.65], [0.6, 0.7, 0.8])]
+    plus = [_seed_record(1, [0.7, 0.5, 0.45], [0.7, 0.9, 0.9]), _seed_record(2, [0.7, 0.6, 0.55], [0.7, 0.8, 0.85])]
+    loss = steps_to_target(lora, plus, "loss", total=30)
+    assert loss["target"] == pytest.approx(0.6)
+    assert loss["loraplus"]["steps"] == pytest.approx(10 + 10 * 0.1 / 0.15)  # mean curve 0.7 → 0.55 over steps 10-20
+    assert loss["loraplus"]["speedup"] == pytest.approx(30 / (10 + 10 * 0.1 / 0.15))
+    assert loss["per_seed"][1]["steps"] == pytest.approx(15.0) and loss["per_seed"][2]["steps"] == pytest.approx(20.0)
+    assert loss["lora"]["steps"] == pytest.approx(30.0)
+    accuracy = steps_to_target(lora, plus, "accuracy", total=30)
+    assert accuracy["target"] == pytest.approx(0.8)
+    assert accuracy["loraplus"]["steps"] == pytest.approx(10 + 10 * 0.1 / 0.15)  # mean 0.7 → 0.85
+
+
+def test_ladder_steps_are_at_most_215_percent_apart() -> None:
+    """η_A values are 10^(k/3) to three digits; the ladder step is recovered from the value."""
+    assert [ladder_lr(k) for k in range(-11, -6)] == [2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3]
+    assert all(ladder_step(ladder_lr(k)) == k for k in range(-15, 0))
+    # 10^(1/3) = 2.154; three-digit rounding makes 4.64 / 2.15 = 2.158
+    assert max(ladder_lr(k + 1) / ladder_lr(k) for k in range(-15, 0)) < 2.16
+    assert Protocol().lrs == (2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3)
+
+
+def test_promotion_keeps_the_best_quarter_and_at_least_two() -> None:
+    """⌈n/4⌉ lowest rung losses (at least 2, at most n) continue; a diverged cell (NaN) ranks last."""
+    five = {(lr, 1.0): loss for lr, loss in zip([1, 2, 3, 4, 5], [0.5, 0.3, math.nan, 0.4, 0.6], strict=True)}
+    assert promote(five, 0.25, 2) == [(2, 1.0), (4, 1.0)]
+    grid = {(lr, ratio): lr * ratio for lr in range(1, 6) for ratio in (2, 4, 8, 16, 32)}
+    assert len(promote(grid, 0.25, 2)) == 7 and promote(grid, 0.25, 2)[0] == (1, 2)
+    assert promote({(1, 1.0): math.nan}, 0.25, 2) == [(1, 1.0)]
+
+
+def test_extension_only_from_an_edge() -> None:
+    """A choice at the smallest η_A extends one ladder step down, at the largest one step up, else nothing."""
+    lrs = [1e-3, 2.15e-3, 4.64e-3]
+    assert extension(lrs, 1e-3) == 4.64e-4 and extension(lrs, 4.64e-3) == 1e-2 and extension(lrs, 2.15e-3) is None
+
+
+def _complete(arm: str, ratios: tuple, lrs: tuple, loss, max_extensions: int = 3):
+    """Play the search to the end with ``loss(lr, ratio)`` as both rung and final loss; returns (state, rounds)."""
+    rung, full, rounds = {}, {}, 0
+    while not (state := search_arm(arm, ratios, lrs, rung, full, 0.25, 2, max_extensions)).complete:
+        rung |= {c: loss(*c) for c in state.todo_rung}
+        full |= {c: loss(*c) for c in state.todo_full}
+        assert not (set(state.todo_full) - set(state.promoted)), "only promoted cells run to N"
+        rounds += 1
+    return state, rounds
+
+
+def test_search_extends_the_grid_until_the_optimum_is_interior() -> None:
+    """With the optimum beyond the top of the grid, the arm adds 1e-2 (its best is then the edge again) and
+    2.15e-2, and chooses 1e-2; the other arm's grid is untouched by this one's extensions."""
+
+    def bowl(lr: float, ratio: float) -> float:
+        return (math.log10(lr) + 2) ** 2 + 0.01 * abs(math.log2(ratio) - 2)
+
+    state, _ = _complete("loraplus", (2.0, 4.0, 8.0), Protocol().lrs, bowl)
+    assert state.choice == (1e-2, 4.0) and state.extensions == [1e-2, 2.15e-2] and not state.capped
+    assert len(state.rung_loss) == 7 * 3 and state.lrs[-1] == 2.15e-2
+    down, _ = _complete("lora", (1.0,), Protocol().lrs, lambda lr, r: (math.log10(lr) + 4) ** 2)
+    assert down.choice == (1e-4, 1.0) and down.extensions == [1e-4, 4.64e-5]
+
+
+def test_search_says_capped_when_extensions_run_out() -> None:
+    """With the optimum far off the grid and one extension allowed, the choice stays on the edge: capped."""
+    state, _ = _complete("lora", (1.0,), Protocol().lrs, lambda lr, r: -lr, max_extensions=1)
+    assert state.choice == (1e-2, 1.0) and state.capped and state.extensions == [1e-2]
+
+
+def test_selection_split_is_fixed_disjoint_and_never_dev(glue_dir: Path) -> None:
+    """The selection split holds `selection_rows` train rows, the same for every run seed, none in the training
+    rows; evaluate_on='dev' trains on the same rows and validates on GLUE dev."""
+
+    def rows(seed: int, on: str) -> tuple[list, list]:
+        data = SelectionGlueDataModule("mrpc", "unused", str(glue_dir), evaluate_on=on, selection_rows=400, seed=seed)
+        return data._read("train"), data._read("validation")
+
+    train0, held0 = rows(0, "selection")
+    train3, held3 = rows(3, "selection")
+    train_dev, dev = rows(3, "dev")
+    assert len(held0) == 400 and held0 == held3 and train0 == train3 == train_dev
+    assert not {texts for texts, _ in held0} & {texts for texts, _ in train0}
+    assert len(train0) + len(held0) == 3667 and len(dev) == 408
+
+
+def test_prefix_then_resume_equals_the_uninterrupted_run(tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path) -> None:
+    """A rung run (stops at N/4, checkpoint) resumed to N gives the uninterrupted run's exact train losses and
+    evaluations, across an epoch boundary (48 rows, batch 4: 12 steps an epoch, N = 16)."""
+    recipe = replace(smoke_recipe("sst2"), steps=16)
+    paths = Paths(tmp_path / "out", tmp_path / "ckpt", glue_dir, str(tiny_bert_dir))
+    cell = {"task": "sst2", "init": "standard", "lr": 1e-2, "ratio": 8.0, "seed": 0}
+    straight = train(RunSpec(**cell, kind="full"), recipe, paths)
+    rung = train(RunSpec(**cell, kind="rung"), recipe, paths)
+    assert paths.checkpoint(RunSpec(**cell, kind="rung")).exists() and rung["final"]["step"] == 4
+    resumed = train(RunSpec(**cell, kind="full"), recipe, paths, prefix=rung)
+    assert resumed["resumed_from"] == 4
+    assert resumed["train"] == straight["train"] and len(straight["train"]) == 16
+    assert resumed["evals"] == straight["evals"] and [e["step"] for e in resumed["evals"]] == [4, 8, 12, 16]
+
+
+def test_smoke_run_writes_records_and_report_then_resumes(tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """Every phase on a tiny BERT (≈ 10 s): a pilot, rung and full selection runs scored on the selection split only,
+    the chosen cells on seeds 1 and 2 scored on dev (paired), summary/figures/report; a rerun trains nothing."""
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
+            str(glue_dir), "--max-extensions", "1"]  # fmt: skip
+    assert main(argv) == 0
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").rglob("*.json"))]
+    kinds = [r["spec"]["kind"] for r in records]
+    assert kinds.count("pilot") == 1 and kinds.count("rung") >= 2 and kinds.count("full") >= 2
+    assert all(r["evaluate_on"] == ("dev" if r["spec"]["kind"] == "seed" else "selection") for r in records)
+    seeds = [r["spec"] for r in records if r["spec"]["kind"] == "seed"]
+    assert sorted((s["ratio"] == 1, s["seed"]) for s in seeds) == [(False, 1), (False, 2), (True, 1), (True, 2)]
+    assert all(r["resumed_from"] == 2 for r in records if r["spec"]["kind"] == "full")
+    summary = json.loads((out / "summary.json").read_text())["sst2-standard"]
+    assert set(summary["arms"]) == {"lora", "loraplus"} and summary["paired"]["loss"]["keys"] == [1, 2]
+    assert summary["arms"]["lora"]["cells_rung"] == len(summary["arms"]["lora"]["lrs"])
+    for name in ("figures/curves_sst2-standard.png", "figures/selection_sst2-standard.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+    capsys.readouterr()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
+    assert main(argv) == 0
+    assert "start " not in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
