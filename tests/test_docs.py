@@ -50,15 +50,6 @@ _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 _MARKER = re.compile(r"^\s*<!--\s*(?P<kind>not-run|setup|output)\s*(?::\s*(?P<arg>.*?))?\s*-->\s*$")
 
 
-def _require(condition: bool, reason: str) -> None:
-    """Skip when something this machine lacks is missing; under CI=true fail instead (a skip proves nothing)."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"missing in CI: {reason}")
-    pytest.skip(reason)
-
-
 @dataclass
 class Block:
     """One fenced code block of a Markdown page."""
@@ -376,9 +367,9 @@ def _build_site(site: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(tmp_path_factory: pytest.TempPathFactory, require) -> Path:
     """The site, built with ``mkdocs build --strict``."""
-    _require(_has_module("mkdocs"), "mkdocs is absent: pip install -e '.[docs]'")
+    require(_has_module("mkdocs"), "mkdocs is absent: pip install -e '.[docs]'")
     folder = tmp_path_factory.mktemp("site")
     done = _build_site(folder)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -541,13 +532,13 @@ SITE_PAGES = {
 
 
 @pytest.mark.subprocess
-def test_site_renders_in_a_browser(site: Path, tmp_path: Path) -> None:
+def test_site_renders_in_a_browser(site: Path, tmp_path: Path, require) -> None:
     """Served on 127.0.0.1 and rendered by headless Chromium, the home page, a guide, the getting-started
     page and an API page load with all their images, without console errors or failed requests, and
     without reaching any other host; search finds results offline; a screenshot of each is kept in
     .artifacts/docs-screenshots/."""
-    _require(CHROMIUM.exists(), f"{CHROMIUM} is absent: apt-get install chromium")
-    _require(_has_module("websocket"), "websocket-client is absent: pip install -e '.[test]'")
+    require(CHROMIUM.exists(), f"{CHROMIUM} is absent: apt-get install chromium")
+    require(_has_module("websocket"), "websocket-client is absent: pip install -e '.[test]'")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     report = {}
     with _serve(site) as base, _chromium(tmp_path / "profile") as browser:

@@ -14,17 +14,10 @@ import statistics
 from typing import Any
 
 from benchmarks.evidence import figures
-from benchmarks.evidence.common import (
-    Record,
-    as_float,
-    paired_difference,
-    read_records,
-    steps_to_reach,
-    t_interval,
-    write_json_atomic,
-)
+from benchmarks.evidence.common import Record, as_float, paired_difference, read_records, steps_to_reach, t_interval
 from benchmarks.evidence.runner import Runner
 from benchmarks.evidence.search import ArmSearch
+from benchmarks.harness.results import write_json_atomic
 
 LOWER_IS_BETTER = {"loss"}
 

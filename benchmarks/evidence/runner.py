@@ -12,10 +12,11 @@ import math
 import time
 from dataclasses import asdict
 
-from benchmarks.evidence.common import Record, as_float, read_records, write_json_atomic
+from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
 from benchmarks.evidence.tasks import Protocol, Recipe
+from benchmarks.harness.results import write_json_atomic
 
 
 class BudgetSpent(Exception):

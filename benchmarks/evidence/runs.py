@@ -21,8 +21,9 @@ import torch
 from typing_extensions import override
 
 import lit_loraplus
-from benchmarks.evidence.common import CurveRecorder, Record
+from benchmarks.evidence.common import Record
 from benchmarks.evidence.tasks import Recipe, SelectionGlueDataModule
+from benchmarks.harness.curves import CurveRecorder
 from lit_loraplus import LoraPlusModule
 
 Kind = Literal["pilot", "rung", "full", "seed"]
@@ -167,7 +168,7 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
     """
     started = (time.perf_counter(), time.process_time())
     module, data = build_run(spec, recipe, paths)
-    recorder = CurveRecorder()
+    recorder = CurveRecorder(nested=True)
     callbacks: list[L.Callback] = [recorder]
     checkpoint = paths.checkpoint(spec)
     if spec.kind == "rung":

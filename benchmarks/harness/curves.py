@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -15,16 +16,20 @@ class CurveRecorder(L.Callback):
     Attributes:
         train: ``[step, loss]`` pairs (step counted after the optimizer step, from 1).
         evals: ``{"step", "loss", <metric>: value}`` per validation (``val/`` stripped; keys holding a further
-            ``/``, such as counts, left out).
+            ``/``, such as counts or per-category values, kept only with ``nested``).
         step_times: Seconds between consecutive training-batch starts (a validation in between excluded).
         step_cpu: The same intervals in CPU seconds of this process (with one thread: the step's cost on
             one idle core, whatever else shares the machine).
         eval_times: Seconds per validation pass.
         eval_cpu: CPU seconds per validation pass.
         first_step_at: ``(wall, CPU)`` clocks at the first training batch (set-up cost = this − start).
+
+    Args:
+        nested: Also keep ``val/<metric>/<part>`` values (e.g. MMLU per category).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, nested: bool = False) -> None:
+        self.nested = nested
         self.train: list[list[float]] = []
         self.evals: list[dict[str, float]] = []
         self.step_times: list[float] = []
@@ -59,5 +64,28 @@ class CurveRecorder(L.Callback):
         self.eval_times.append(time.perf_counter() - self._eval_start[0])
         self.eval_cpu.append(time.process_time() - self._eval_start[1])
         self._last_start = None  # the next step interval would include the validation
-        metrics = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items()}
-        self.evals.append({"step": trainer.global_step} | {k: v for k, v in metrics.items() if "/" not in k})
+        metrics = {
+            k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+        }
+        self.evals.append(
+            {"step": trainer.global_step} | {k: v for k, v in metrics.items() if self.nested or "/" not in k}
+        )
+
+    def timing(self, started: tuple[float, float]) -> dict[str, float | None]:
+        """Set-up, median step and evaluation costs, and totals (wall and CPU seconds) since ``started``.
+
+        Args:
+            started: ``(time.perf_counter(), time.process_time())`` taken when the run began.
+        """
+        now = (time.perf_counter(), time.process_time())
+        series = {"step_s": self.step_times, "step_cpu_s": self.step_cpu}
+        series |= {"eval_s": self.eval_times, "eval_cpu_s": self.eval_cpu}
+        first = self.first_step_at
+        return {k: statistics.median(v) if v else None for k, v in series.items()} | {
+            "setup_s": first[0] - started[0] if first else None,
+            "setup_cpu_s": first[1] - started[1] if first else None,
+            "wall_s": now[0] - started[0],
+            "cpu_s": now[1] - started[1],
+            "steps_timed": len(self.step_times),
+            "evals_timed": len(self.eval_times),
+        }
