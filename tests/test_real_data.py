@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,16 +31,12 @@ pytestmark = pytest.mark.slow
 # - STS-B: Pearson 0.737 after 270 steps (1.5 epochs). The regression head needs a larger rate of its own
 #   (head_lr 1e-2): at η it spends the first hundred steps fitting the label mean (2.7 on a 0-5 scale) and the
 #   Pearson stays near 0 (0.06 after 150 steps with head_lr = η). With head_lr 1e-2: 0.13 at step 90, 0.68 at 180.
-# - CoLA: MCC 0.2475 after 800 steps (3 epochs), with LoRA on every attention and MLP projection. It learns
-#   late: the model predicts the majority class ("acceptable", 69 %) until step ~400 (MCC 0.03 at step 200, 0.02 at
-#   400, 0.25 at 600 in one run), and a linear probe on MiniLM's frozen features reaches only MCC 0.12 (mean
-#   pooling) / 0.08 (its pooler), so CoLA needs the adapter. Threshold 0.1, not 0: torchmetrics gives a constant
-#   prediction MCC 0.0332, not 0, so "MCC > 0" would pass a model that learnt nothing.
-QV, ALL = ["query", "value"], ["query", "key", "value", "dense"]
+# CoLA needs ~800 steps at batch 32 with LoRA on every projection before it leaves the majority class: an
+# evidence-sized run, measured by the evidence benchmark (python -m benchmarks.evidence), not repeated here.
+QV = ["query", "value"]
 CASES = [  # task, steps, metric, threshold, settings
     ("sst2", 150, "val/accuracy", 0.70, {"lr": 5e-4, "target_modules": QV}),
     ("stsb", 270, "val/pearson", 0.5, {"lr": 5e-4, "target_modules": QV, "head_lr": 1e-2}),
-    ("cola", 800, "val/matthews", 0.1, {"lr": 2e-4, "target_modules": ALL, "head_lr": 1e-2}),
 ]
 
 
@@ -69,14 +66,24 @@ def test_minilm_learns_glue(task, steps, metric, threshold, settings, minilm_pat
 
 
 def test_quickstart_runs_as_the_readme_says(tmp_path) -> None:
-    """`lit-loraplus fit --config configs/quickstart.yaml`, offline, in a fresh folder: finishes, logs
-    validation accuracy well above the majority class (0.42), and exports a PEFT adapter."""
+    """`lit-loraplus fit --config configs/quickstart.yaml > log 2>&1`, offline, in a fresh folder: finishes, logs
+    validation accuracy well above the majority class (0.42), exports a PEFT adapter, and its log (not a terminal)
+    says where things go, shows plain progress lines and no warning from lit_loraplus or from how it calls
+    Lightning."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     command = [sys.executable, "-m", "lit_loraplus.cli", "fit", "--config", str(REPO / "configs/quickstart.yaml")]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        result = subprocess.run(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1200)
+    text = log.read_text()
+    assert result.returncode == 0, text[-3000:]
     rows = list(csv.DictReader(open(next((tmp_path / "runs/quickstart").rglob("metrics.csv")))))
     accuracy = [float(r["val/accuracy"]) for r in rows if r.get("val/accuracy")]
     print("quickstart val/accuracy:", accuracy)
     assert len(accuracy) == 3 and accuracy[-1] > 0.6
     assert (tmp_path / "runs/quickstart/adapter/adapter_model.safetensors").exists()
+    assert "lit-loraplus: adapter -> runs/quickstart/adapter" in text
+    assert re.search(r"^step 300/300 \(100%\) \| loss [\d.]+ \| lr A ", text, flags=re.M)
+    assert re.search(r"^validation at step 300 \| val/accuracy 0\.\d+", text, flags=re.M)
+    assert "lit_loraplus" not in "\n".join(line for line in text.splitlines() if "Warning" in line)
+    assert "LightningCLI's args parameter" not in text

@@ -22,6 +22,7 @@ KNOWN_HARMLESS = (
     (r".*isinstance\(treespec, LeafSpec\)` is deprecated", Warning),  # torch pytree, called by Lightning
     (r".*'pin_memory' argument is set as true but no accelerator is found", UserWarning),  # torch on CPU
     (r".*The `srun` command is available on your system but is not used", Warning),  # Lightning outside SLURM
+    (r".*'set_vital' is deprecated", UserWarning),  # torchdata's StatefulDataLoader, on every iterator
 )
 
 
