@@ -185,3 +185,29 @@ def test_smoke_run_writes_records_and_report_then_resumes(tmp_path: Path, tiny_b
     assert main(argv) == 0
     assert "start " not in capsys.readouterr().out
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
+
+
+def test_records_match_their_recipe_across_added_settings() -> None:
+    """A record matches the recipe it was made with, also after a setting was added to `Recipe` (at its default);
+    a changed setting, or an added one away from its default, does not match."""
+    from dataclasses import asdict
+
+    from benchmarks.evidence.runner import same_recipe
+    from benchmarks.evidence.tasks import RECIPES
+
+    recipe = RECIPES["sst2"]
+    older = {k: v for k, v in json.loads(json.dumps(asdict(recipe))).items() if k not in ("pilot_lr", "pilot_ratio")}
+    assert same_recipe(older, recipe)
+    assert not same_recipe(older | {"steps": 200}, recipe)
+    assert not same_recipe(older, replace(recipe, pilot_lr=1e-3))
+
+
+def test_pilot_cell_is_the_recipes_when_set(tmp_path: Path) -> None:
+    """CoLA's pilot runs at its own cell (η_A 2.15e-4, λ 16); SST-2's at the grid's middle with the protocol's λ."""
+    from benchmarks.evidence.runner import Runner
+    from benchmarks.evidence.tasks import RECIPES
+
+    runner = Runner(Paths(tmp_path, tmp_path, tmp_path, "unused"), RECIPES, Protocol(), ["standard"], None)
+    cola, sst2 = runner.pilot_spec("cola", "standard"), runner.pilot_spec("sst2", "standard")
+    assert (cola.lr, cola.ratio) == (2.15e-4, 16.0)
+    assert (sst2.lr, sst2.ratio) == (1e-3, 8.0)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
+from typing import Any
 
 from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, train
@@ -74,7 +75,7 @@ class Runner:
         path, recipe = self.paths.record(spec), self.recipes[spec.task]
         if path.exists():
             record = json.loads(path.read_text())
-            if record["recipe"] != _json(asdict(recipe)):
+            if not same_recipe(record["recipe"], recipe):
                 raise SystemExit(
                     f"{path} was made with another recipe ({record['recipe']}) than now ({asdict(recipe)}): "
                     "use another `--out` or restore the recipe."
@@ -93,8 +94,9 @@ class Runner:
 
     def pilot_spec(self, task: str, init: str) -> RunSpec:
         """The pilot: a mid-grid LoRA+ cell, full length, seed 0, scored on the selection split."""
-        lrs = sorted(self.protocol.lrs)
-        return RunSpec(task, init, lrs[len(lrs) // 2], self.protocol.pilot_ratio, SELECTION_SEED, "pilot")
+        lrs, recipe = sorted(self.protocol.lrs), self.recipes[task]
+        lr = recipe.pilot_lr or lrs[len(lrs) // 2]
+        return RunSpec(task, init, lr, recipe.pilot_ratio or self.protocol.pilot_ratio, SELECTION_SEED, "pilot")
 
     def pilot(self, task: str) -> None:
         """Run each init's pilot of ``task`` and say whether it learns."""
@@ -160,3 +162,11 @@ class Runner:
             for seed in self.protocol.seeds:
                 for state in states.values():
                     self.run(RunSpec(task, init, *state.choice, seed, "seed"))
+
+
+def same_recipe(stored: dict[str, Any], recipe: Recipe) -> bool:
+    """Whether a record was made with ``recipe``: every field it stored is equal, and every field added to
+    ``Recipe`` since then still has its default (so adding a setting does not orphan older records)."""
+    current = _json(asdict(recipe))
+    defaults = {f.name: f.default for f in fields(Recipe)}
+    return all(stored[k] == v if k in stored else v == _json(defaults[k]) for k, v in current.items())

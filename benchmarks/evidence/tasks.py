@@ -76,6 +76,8 @@ class Recipe:
         val_subset: Keep a sample of this many validation rows (None: all; tests only: the sample is seeded
             with the run seed, so seed runs would be scored on different dev rows).
         eval_batch_size: Rows per evaluation batch.
+        pilot_lr: η_A of the pilot run (None: the middle of the protocol's η_A grid).
+        pilot_ratio: λ of the pilot run (None: the protocol's ``pilot_ratio``).
     """
 
     task: str
@@ -94,6 +96,8 @@ class Recipe:
     train_subset: int | None = None
     val_subset: int | None = None
     eval_batch_size: int = 64
+    pilot_lr: float | None = None
+    pilot_ratio: float | None = None
 
     @property
     def rung_step(self) -> int:
@@ -118,10 +122,12 @@ RECIPES = {
     # ≈ 2.3 epochs of the 3,267 training pairs left after the selection split.
     "mrpc": Recipe("mrpc", steps=460, batch_size=16, max_length=128, selection_rows=400, target_modules=QV,
                    metric="accuracy", learn_threshold=0.72),
-    # The real-data test's recipe (tests/test_real_data.py): CoLA learns only with LoRA on every projection,
-    # a fast head and ~800 steps at batch 32; at N/4 it still predicts the majority class, so rank at N/2.
+    # CoLA learns only with LoRA on every projection, a fast head and ~800 steps at batch 32; at N/4 it still
+    # predicts the majority class, so rank at N/2. Its pilot is the cell of that recipe's first measurement
+    # (η_A 2e-4, λ 16: MCC 0.25 after 800 steps); at the grid's middle (1e-3, λ 8) it stays at the majority class.
     "cola": Recipe("cola", steps=800, batch_size=32, max_length=64, selection_rows=500, target_modules=ALL,
-                   metric="matthews", learn_threshold=0.2, head_lr=1e-2, rung_fraction=0.5),
+                   metric="matthews", learn_threshold=0.2, head_lr=1e-2, rung_fraction=0.5,
+                   pilot_lr=ladder_lr(-11), pilot_ratio=16.0),
 }  # fmt: skip
 # The causal arm (SmolLM2 on instructions, scored on MMLU) and Init[2] on SST-2 come later: a causal recipe
 # plugs in here with its own data module in runs.build_run; Init[2] is `--inits loraplus` on these recipes.
