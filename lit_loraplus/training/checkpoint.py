@@ -3,19 +3,38 @@
 A 7B run saves megabytes, not gigabytes: frozen base weights never enter a checkpoint. Because
 loading is therefore non-strict, :func:`check_trainable_keys` makes a missing adapter key an
 error instead of a silently untrained adapter. ``LoraPlusModule`` also stores the random
-generators' state under :data:`RNG_KEY` (:mod:`lit_loraplus.core.rng`) for exact resume.
+generators' state under :data:`RNG_KEY` (:mod:`lit_loraplus.core.rng`) for exact resume, and the
+record of an ``lr``/``ratio="auto"`` search under :data:`SEARCH_KEY`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
+from lit_loraplus.core.checks import is_positive
 from lit_loraplus.core.roles import parameter_roles
+from lit_loraplus.core.search import AUTO
 from lit_loraplus.training.distributed import clean_name
 
 RNG_KEY = "lit_loraplus_rng"
+SEARCH_KEY = "lit_loraplus_search"
+
+
+def auto_choice(hparams: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> dict[str, float]:
+    """The values a checkpoint's run trained with for the settings that are ``"auto"`` in ``hparams``.
+
+    Args:
+        hparams: The module's hyperparameters (as built from the config: ``"auto"`` where it searches).
+        checkpoint: The checkpoint being loaded (its ``hyper_parameters`` hold the values chosen).
+
+    Returns:
+        ``{"lr": ..., "ratio": ...}`` for each ``"auto"`` setting the checkpoint has a number for.
+    """
+    saved = checkpoint.get("hyper_parameters") or {}
+    return {k: saved[k] for k in ("lr", "ratio") if hparams.get(k) == AUTO and is_positive(saved.get(k))}
 
 
 def trainable_keys(module: nn.Module) -> set[str]:

@@ -31,7 +31,8 @@ from lit_loraplus.core.optim import configure_loraplus_optimizers
 from lit_loraplus.core.quantization import Quantization, quantization_kwargs
 from lit_loraplus.core.rng import rng_state, set_rng_state
 from lit_loraplus.core.schedule import LRScheduleName, RatioScheduleName
-from lit_loraplus.core.settings import GroupSettings
+from lit_loraplus.core.search import DEFAULT_LR, Auto
+from lit_loraplus.core.settings import DEFAULT_RATIO, GroupSettings
 from lit_loraplus.evaluation.metrics import KeyedMetric, build_metrics, default_metrics, update_metrics
 from lit_loraplus.training import checkpoint as ckpt
 from lit_loraplus.training.distributed import (
@@ -43,6 +44,8 @@ from lit_loraplus.training.distributed import (
 from lit_loraplus.training.export import save_adapter
 from lit_loraplus.training.precision import warn_half_precision_adapters
 from lit_loraplus.training.predict import predict_rows
+from lit_loraplus.training.search import search, search_pending, search_strategy_problems
+from lit_loraplus.training.search_report import report_search
 from lit_loraplus.training.settings import module_problems
 
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -71,9 +74,10 @@ class LoraPlusModule(L.LightningModule):
         init: ``standard`` (PEFT: A random, B = 0) or ``loraplus`` (the paper's Init[2]: B
             Kaiming-uniform, A = 0; embedding adapters unchanged; see ``init_loraplus_``).
         adapter: A PEFT adapter directory to start from (its own r/α/targets apply).
-        lr: η, the peak learning rate of A.
+        lr: η, the peak learning rate of A; ``"auto"`` chooses it at the start of ``fit`` (see below).
         ratio: λ = η_B/η_A. 16 (2^4) is the paper's choice under its init; under the standard init
-            it found 2^2-2^3 best on RoBERTa/GLUE and 2^1-2^2 on Llama-7b/MNLI.
+            it found 2^2-2^3 best on RoBERTa/GLUE and 2^1-2^2 on Llama-7b/MNLI. ``"auto"`` chooses it
+            at the start of ``fit``.
         ratio_schedule: ``constant`` or a ``linear``/``cosine`` ramp of λ from ``initial_ratio``.
         ratio_warmup_steps: Length of the λ ramp.
         initial_ratio: λ at the start of the ramp.
@@ -96,6 +100,23 @@ class LoraPlusModule(L.LightningModule):
             ``torch.compile`` arguments (``{"mode": "max-autotune", "dynamic": true}``). Off by
             default (see the README's fast paths for what it measured). Not with FSDP or DeepSpeed
             (refused at setup: the model would be compiled before the strategy shards it).
+        search_budget: With ``lr`` or ``ratio`` ``"auto"``: the extra optimizer steps the search may
+            take, a fraction of the run's (float, 0.1 = 10 %) or a number of steps (int). Too small
+            a budget for the cells is refused before any step, saying what the search needs.
+        search_lrs: The η_A values ``lr="auto"`` tries (default: the 10^(k/3) ladder 2.15e-5 to 2.15e-3).
+        search_ratios: The λ values ``ratio="auto"`` tries (default: 1, 2, 4, 8, 16, 32).
+        search_lr_factor: Multiplies the η_A the search picks, to correct the short-horizon bias
+            (short trials favour larger rates than a full run's best). 1.0 corrects nothing.
+
+    ``"auto"``: before the first optimizer step of ``fit``, every (η_A, λ) cell trains a few steps from
+    the run's initial state on the run's own training data at constant rates, is scored on held-out
+    batches (the validation data, else held-out training rows), and the better half continues twice
+    as long, until two are left (successive halving, :mod:`lit_loraplus.training.search`). The
+    module is then restored exactly (weights, buffers, modes, random generators; the training loader
+    is never touched) and trains with the choice, with its optimizer and schedules built as for
+    fixed values. The choice replaces ``"auto"`` in ``hparams`` and is saved in checkpoints, so a
+    resumed run (``--ckpt_path``) takes it from there and never searches again; the record of every
+    trial is logged, written to ``loraplus_search.json`` and exported in ``loraplus.json``.
 
     Raises:
         ValueError: For bad settings, all listed at once, before any model is loaded.
@@ -118,8 +139,8 @@ class LoraPlusModule(L.LightningModule):
         modules_to_save: list[str] | None = None,
         init: Init = "standard",
         adapter: str | None = None,
-        lr: float = 2e-4,
-        ratio: float = 16.0,
+        lr: float | Auto = DEFAULT_LR,
+        ratio: float | Auto = DEFAULT_RATIO,
         ratio_schedule: RatioScheduleName = "constant",
         ratio_warmup_steps: int = 0,
         initial_ratio: float = 1.0,
@@ -136,6 +157,10 @@ class LoraPlusModule(L.LightningModule):
         model_kwargs: dict[str, Any] | None = None,
         quantization: Quantization | None = None,
         compile: bool | dict[str, Any] = False,
+        search_budget: int | float = 0.1,
+        search_lrs: list[float] | None = None,
+        search_ratios: list[float] | None = None,
+        search_lr_factor: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
@@ -149,6 +174,7 @@ class LoraPlusModule(L.LightningModule):
         self.model: PeftModel | None = None
         self._source = model if isinstance(model, str) else None
         self._rng_to_restore: dict[str, Any] | None = None
+        self.search_record: dict[str, Any] | None = None  # what lr/ratio="auto" searched (SearchOutcome.to_dict)
         if isinstance(model, nn.Module):
             self.model = self._wrap(model)
 
@@ -205,6 +231,8 @@ class LoraPlusModule(L.LightningModule):
             self._sizes = trainable_sizes(self.model)
         if not hasattr(self, "metric_sets"):
             self.metric_sets = nn.ModuleDict()
+        if self._trainer is not None and search_pending(self.hparams):
+            raise_problems(search_strategy_problems(self.trainer.strategy), "LoraPlusModule settings")
 
     def _compile(self) -> None:
         strategy = self.trainer.strategy if self._trainer is not None else None
@@ -236,9 +264,13 @@ class LoraPlusModule(L.LightningModule):
         # with dropout on, as the paper did.
         self.model.train()
 
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """The model's loss on a batch: what ``training_step`` minimises (and the auto search scores), unlogged."""
+        return self(**{k: v for k, v in batch.items() if k in _MODEL_KEYS}).loss
+
     @override
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self(**{k: v for k, v in batch.items() if k in _MODEL_KEYS}).loss
+        loss = self.compute_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
@@ -289,7 +321,16 @@ class LoraPlusModule(L.LightningModule):
 
     @property
     def group_settings(self) -> GroupSettings:
-        """The learning-rate settings of the LoRA+ groups, read from the hyperparameters."""
+        """The learning-rate settings of the LoRA+ groups, read from the hyperparameters.
+
+        Raises:
+            RuntimeError: While ``lr`` or ``ratio`` is still ``"auto"`` (chosen at the start of ``fit``).
+        """
+        if search_pending(self.hparams):
+            raise RuntimeError(
+                f"lr={self.hparams.lr!r}, ratio={self.hparams.ratio!r}: an 'auto' setting is chosen at the start of "
+                "`fit`, so the groups do not exist before it. Fit first, or load a checkpoint of a run that chose."
+            )
         return GroupSettings(**{k: self.hparams[k] for k in GroupSettings.field_names() if k in self.hparams})
 
     @override
@@ -301,6 +342,11 @@ class LoraPlusModule(L.LightningModule):
                 "The LoRA+ schedules need the run's length, but the trainer has no limit "
                 "(max_steps=-1 and max_epochs=-1): set `trainer.max_steps` or `trainer.max_epochs`."
             )
+        if search_pending(h):  # here: the model is placed and wrapped, a resumed run's choice restored, no step taken
+            outcome = search(self, self.trainer, max(1, int(total)))
+            self.hparams.update({"lr": outcome.lr, "ratio": outcome.ratio})
+            self.search_record = outcome.to_dict()
+            report_search(self.trainer, outcome)
         configured = configure_loraplus_optimizers(
             self.model,
             self.optimizer,
@@ -340,12 +386,18 @@ class LoraPlusModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = ckpt.trainable_state(self, checkpoint["state_dict"])
         checkpoint[ckpt.RNG_KEY] = rng_state()
+        if self.search_record is not None:
+            checkpoint[ckpt.SEARCH_KEY] = self.search_record
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ckpt.check_trainable_keys(self, checkpoint["state_dict"])
         ckpt.check_trainable_shapes(self, checkpoint["state_dict"])
         self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
+        # The run's choice for lr/ratio="auto": LightningCLI builds the module from the config ("auto") and does not
+        # re-read a checkpoint's hparams, so take the values the run trained with from it (no new search).
+        self.hparams.update(ckpt.auto_choice(self.hparams, checkpoint))
+        self.search_record = checkpoint.get(ckpt.SEARCH_KEY, self.search_record)
         # Compared with the built groups before the optimizer state is loaded: in on_fit_start, or here when a
         # sharding strategy restores the checkpoint after building the optimizer.
         self._saved_groups = ckpt.saved_group_layout(checkpoint)

@@ -18,7 +18,8 @@ from lit_loraplus.core.checks import in_range, int_at_least, one_of, positive
 from lit_loraplus.core.model import INITS, TASKS
 from lit_loraplus.core.quantization import quantization_problems
 from lit_loraplus.core.schedule import LRSchedule, RatioSchedule
-from lit_loraplus.core.settings import GroupSettings
+from lit_loraplus.core.search import AUTO, DEFAULT_LR, SearchSettings
+from lit_loraplus.core.settings import DEFAULT_RATIO, GroupSettings
 
 BIASES = ("none", "all", "lora_only")
 
@@ -65,6 +66,30 @@ def compile_problems(compile: bool | dict[str, Any]) -> list[str]:
     return []
 
 
+SEARCH_DEFAULTS = {"search_budget": 0.1, "search_lrs": None, "search_ratios": None, "search_lr_factor": 1.0}
+
+
+def search_problems(h: Mapping[str, Any]) -> list[str]:
+    """The problems of the ``search_*`` settings: bad values, or values set for a search that does not run.
+
+    Args:
+        h: The module's init arguments by name.
+
+    Returns:
+        One message per problem.
+    """
+    given = {k: h.get(k, default) for k, default in SEARCH_DEFAULTS.items()}
+    problems = SearchSettings.problems_in({k.removeprefix("search_"): v for k, v in given.items()})
+    searched = {key for key in ("lr", "ratio") if h.get(key) == AUTO}
+    needs = {"search_budget": {"lr", "ratio"}, "search_lr_factor": {"lr"}, "search_lrs": {"lr"}}
+    needs["search_ratios"] = {"ratio"}
+    for key, default in SEARCH_DEFAULTS.items():
+        if given[key] != default and not needs[key] & searched:
+            what = " or ".join(f"`{k}='auto'`" for k in sorted(needs[key]))
+            problems.append(f"`{key}={given[key]!r}` is used only with {what}: set that, or drop `{key}`.")
+    return problems
+
+
 def module_problems(h: Mapping[str, Any], optimizer: Any) -> list[str]:
     """Every problem of a ``LoraPlusModule``'s settings (empty when all are valid).
 
@@ -84,7 +109,9 @@ def module_problems(h: Mapping[str, Any], optimizer: Any) -> list[str]:
             f"`init='loraplus'` re-initialises new adapters, but `adapter={h['adapter']!r}` loads trained ones: "
             "drop one of them."
         )
-    problems += GroupSettings.problems_in({k: h[k] for k in GroupSettings.field_names() if k in h})
+    groups = {k: h[k] for k in GroupSettings.field_names() if k in h}
+    groups |= {k: default for k, default in (("lr", DEFAULT_LR), ("ratio", DEFAULT_RATIO)) if groups.get(k) == AUTO}
+    problems += GroupSettings.problems_in(groups) + search_problems(h)
     problems += LRSchedule.problems_of(h["lr_schedule"], None, h["warmup_steps"], h["min_lr_ratio"])
     problems += RatioSchedule.problems_of(h["ratio_schedule"], h["initial_ratio"], h["ratio_warmup_steps"])
     problems += quantization_problems(h["quantization"]) + compile_problems(h["compile"])

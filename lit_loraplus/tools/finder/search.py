@@ -23,7 +23,8 @@ from lightning.pytorch.callbacks import Callback
 from lit_loraplus.callbacks import FeatureLearningMonitor
 from lit_loraplus.tools.finder.result import RatioFinderResult, RatioTrial
 from lit_loraplus.tools.finder.scoring import DEFAULT_RATIOS, smooth_losses, trial_score, validate_finder_settings
-from lit_loraplus.tools.finder.trials import InitialState, MemoryLogger, TrialRecorder, quiet_lightning, trial_trainer
+from lit_loraplus.tools.finder.trials import MemoryLogger, TrialRecorder, quiet_lightning, trial_trainer
+from lit_loraplus.training.state import InitialState
 
 BALANCE_KEY = "lora/feature/balance/mean"
 # Trials compare constant rates: a warm-up or decay meant for the full run, squeezed into a few steps,

@@ -1,21 +1,21 @@
-"""The Lightning side of a ratio-finder trial: loss recording, an in-memory logger, the initial state, the trainer."""
+"""The Lightning side of a ratio-finder trial: loss recording, an in-memory logger, the trainer.
+
+The initial state every trial starts from is :class:`~lit_loraplus.training.state.InitialState`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
-from torch import Tensor, nn
 from typing_extensions import override
 
-from lit_loraplus.core.rng import rng_state, set_rng_state
 from lit_loraplus.tools.finder.scoring import smooth_losses
 from lit_loraplus.training.precision import TRUE_HALF, AdapterFP32Precision
 
@@ -69,32 +69,6 @@ class MemoryLogger(Logger):
     def last(self, key: str) -> float | None:
         """The last value logged under ``key``, or None."""
         return next((row[key] for row in reversed(self.rows) if key in row), None)
-
-
-def _mutable_tensors(module: nn.Module) -> Iterator[tuple[str, Tensor]]:
-    """What training may change: the trainable parameters and every buffer."""
-    yield from ((n, p) for n, p in module.named_parameters() if p.requires_grad)
-    yield from module.named_buffers()
-
-
-class InitialState:
-    """A module's trainable weights, buffers, module modes and hyperparameters, and the random generators."""
-
-    def __init__(self, module: L.LightningModule, keys: Sequence[str]) -> None:
-        self.tensors = {name: t.detach().clone() for name, t in _mutable_tensors(module)}
-        self.modes = {m: m.training for m in module.modules()}
-        self.hparams = {k: module.hparams[k] for k in keys if k in module.hparams}
-        self.trainer = module._trainer
-        self.rng = rng_state()
-
-    def restore(self, module: L.LightningModule) -> None:
-        with torch.no_grad():
-            for name, tensor in _mutable_tensors(module):
-                tensor.copy_(self.tensors[name])
-        for m, training in self.modes.items():
-            m.training = training
-        module.hparams.update(self.hparams)
-        set_rng_state(self.rng)
 
 
 @contextlib.contextmanager

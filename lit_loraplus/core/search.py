@@ -1,0 +1,180 @@
+"""``lr="auto"`` / ``ratio="auto"``: what is searched, within which budget, in which rungs.
+
+The search tries cells (η_A, λ) by successive halving: every cell trains ``s`` optimizer steps from
+the run's initial state at constant rates and is scored on held-out batches, the better half
+continues to ``2s`` steps, and so on until two cells are left; the best of those is the choice.
+With cells trained on from where they stopped, a plan over n cells costs
+
+    s · Σ_i n_i · (2^i − 2^(i−1))   (n_0 = n, n_i = ⌈n_{i−1}/2⌉, the 2^(−1) term read as 0)
+
+extra optimizer steps, linear in ``s``: the budget decides ``s``, and a budget whose ``s`` falls
+below :attr:`SearchSettings.min_steps` is refused before any training. Pure Python: the trials
+themselves are run by the training layer (:mod:`lit_loraplus.training.search`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lit_loraplus.core.checks import int_at_least, is_int_at_least, is_positive, positive
+
+AUTO = "auto"
+Auto = Literal["auto"]
+DEFAULT_LR = 2e-4  # LoraPlusModule's η_A; the η_A ladder is centred on the rung nearest to it
+SEARCH_RATIOS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # 2^0..2^5: plain LoRA to twice the paper's 2^4
+LADDER_HALF_WIDTH = 3  # ladder rungs either side of the centre: one decade each way
+
+
+def ladder_lr(k: int) -> float:
+    """η_A of step ``k`` of the 10^(k/3) ladder, to three significant digits (k = −11 is 2.15e-4).
+
+    The convergence benchmarks use the same ladder, so every η_A the search picks is one of their grid's.
+    """
+    return float(f"{10 ** (k / 3):.3g}")
+
+
+def lr_ladder(center: float = DEFAULT_LR, half_width: int = LADDER_HALF_WIDTH) -> tuple[float, ...]:
+    """The ladder rungs from ``half_width`` below to ``half_width`` above the rung nearest ``center``.
+
+    Example:
+        >>> lr_ladder(2e-4, 1)
+        (0.0001, 0.000215, 0.000464)
+    """
+    k = round(3 * math.log10(center))
+    return tuple(ladder_lr(i) for i in range(k - half_width, k + half_width + 1))
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One round of successive halving: ``cells`` cells, each trained until it has taken ``steps`` steps."""
+
+    cells: int
+    steps: int
+
+
+def halving_rungs(cells: int, first_steps: int, halving: int = 2) -> list[Rung]:
+    """The rungs for ``cells`` cells: the first trains each for ``first_steps``, every next one keeps the best
+    1/``halving`` (rounded up) for ``halving`` times as long, until ``halving`` cells or fewer are left."""
+    rungs = [Rung(cells, first_steps)]
+    while rungs[-1].cells > halving:
+        rungs.append(Rung(math.ceil(rungs[-1].cells / halving), rungs[-1].steps * halving))
+    return rungs
+
+
+def plan_cost(rungs: Sequence[Rung]) -> int:
+    """Extra optimizer steps of a plan whose cells continue from where they stopped."""
+    return sum(r.cells * (r.steps - (rungs[i - 1].steps if i else 0)) for i, r in enumerate(rungs))
+
+
+def _float_list_problems(name: str, values: Any, example: str) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+        return [f"`{name}={values!r}` must be a non-empty list of numbers, e.g. {name}={example}."]
+    if bad := [v for v in values if not is_positive(v)]:
+        return [f"`{name}` holds {bad}: every value must be a positive finite number."]
+    if len(set(values)) < len(values):
+        return [f"`{name}={list(values)}` repeats a value: list each once."]
+    return []
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How ``lr="auto"`` / ``ratio="auto"`` search: the cells, the budget and the halving.
+
+    Attributes:
+        budget: Extra optimizer steps the search may take: a float is a fraction of the run's steps
+            (0.1 = 10 %), an int a number of steps.
+        lrs: η_A values tried when ``lr="auto"`` (None: :func:`lr_ladder` around 2e-4, 2.15e-5 to 2.15e-3).
+        ratios: λ values tried when ``ratio="auto"`` (None: 1, 2, 4, 8, 16, 32).
+        lr_factor: The short-horizon correction: the chosen η_A is multiplied by it. Short trials favour
+            larger learning rates than the best for a full run; 1.0 (the default) corrects nothing until
+            it is calibrated against full-length runs.
+        halving: Each rung keeps the best 1/``halving`` of the cells for ``halving`` times as long.
+        min_steps: The shortest first rung the search accepts: below it, cells are compared after too few
+            steps to tell them apart, and the budget is refused.
+        score_batches: Held-out batches (forward passes only) that score every cell at the end of a rung.
+    """
+
+    budget: int | float = 0.1
+    lrs: Sequence[float] | None = None
+    ratios: Sequence[float] | None = None
+    lr_factor: float = 1.0
+    halving: int = 2
+    min_steps: int = 2
+    score_batches: int = 4
+
+    @staticmethod
+    def problems_in(values: Mapping[str, Any], prefix: str = "search_") -> list[str]:
+        """Every problem of these field values (empty when valid), named ``<prefix><field>`` as the user sets them.
+
+        Args:
+            values: Field values by name; missing fields take their defaults.
+            prefix: How the settings are named where the user gives them (``search_budget``, ...).
+        """
+        get, budget = values.get, values.get("budget", 0.1)
+        problems = []
+        if not (is_int_at_least(budget, 1) or (isinstance(budget, float) and is_positive(budget))):
+            problems.append(
+                f"`{prefix}budget={budget!r}` must be a fraction of the run's optimizer steps (a float > 0, "
+                "e.g. 0.1 = 10 %) or a number of steps (an int >= 1)."
+            )
+        problems += _float_list_problems(f"{prefix}lrs", get("lrs"), "[1e-4, 2.15e-4, 4.64e-4]")
+        problems += _float_list_problems(f"{prefix}ratios", get("ratios"), "[2, 4, 8, 16]")
+        problems += positive(f"{prefix}lr_factor", get("lr_factor", 1.0), "1 corrects nothing")
+        problems += int_at_least(f"{prefix}halving", get("halving", 2), 2)
+        problems += int_at_least(f"{prefix}min_steps", get("min_steps", 2), 1)
+        problems += int_at_least(f"{prefix}score_batches", get("score_batches", 4), 1)
+        return problems
+
+    def grid(self, lr: float | str, ratio: float | str) -> list[tuple[float, float]]:
+        """The cells (η_A, λ): the searched values of each ``"auto"`` setting, the fixed value of the other.
+
+        Ordered by η_A, then λ (the order ties are broken in).
+        """
+        lrs = (self.lrs or lr_ladder()) if lr == AUTO else (lr,)
+        ratios = (self.ratios or SEARCH_RATIOS) if ratio == AUTO else (ratio,)
+        return [(float(a), float(b)) for a in sorted(lrs) for b in sorted(ratios)]
+
+    def budget_steps(self, total_steps: int) -> int:
+        """The budget in optimizer steps for a run of ``total_steps`` (a fraction rounds down)."""
+        return self.budget if isinstance(self.budget, int) else math.floor(self.budget * total_steps)
+
+    def plan(self, cells: int, total_steps: int) -> list[Rung]:
+        """The rungs for ``cells`` cells with the longest first rung the budget pays for (none for one cell).
+
+        Raises:
+            ValueError: If the budget pays for a first rung shorter than ``min_steps``: naming the budget,
+                what the search needs, and the ways to fix it.
+        """
+        if cells == 1:
+            return []
+        budget = self.budget_steps(total_steps)
+        unit = plan_cost(halving_rungs(cells, 1, self.halving))  # the plan's cost per step of its first rung
+        if budget // unit >= self.min_steps:
+            return halving_rungs(cells, budget // unit, self.halving)
+        need = unit * self.min_steps
+        given = f"{self.budget:g} of the run's {total_steps}" if isinstance(self.budget, float) else "an int"
+        raise ValueError(
+            f"`search_budget={self.budget!r}` allows {budget} extra optimizer steps ({given}), but searching "
+            f"{cells} cells (η_A, λ) by successive halving needs at least {need}: {self.min_steps} steps for every "
+            f"cell, then {self.halving}× as long for the best 1/{self.halving}, until {self.halving} are left. Set "
+            f"`model.search_budget={need}` (or {math.ceil(100 * need / total_steps) / 100:g} of the run), search "
+            "fewer values (`model.search_lrs`, `model.search_ratios`), or fix `model.lr` or `model.ratio`."
+        )
+
+
+def keep_best(scores: Sequence[float], keep: int) -> list[int]:
+    """Indices of the ``keep`` lowest finite scores, in index order (ties go to the lower index).
+
+    A non-finite score (a trial whose loss diverged) is never kept, so fewer may come back.
+
+    Example:
+        >>> keep_best([0.5, float("nan"), 0.4, 0.5], 2)
+        [0, 2]
+    """
+    finite = sorted((s, i) for i, s in enumerate(scores) if math.isfinite(s))
+    return sorted(i for _, i in finite[:keep])

@@ -1,0 +1,118 @@
+"""The batches of an ``lr="auto"`` / ``ratio="auto"`` search: the run's own data, never its loaders' positions.
+
+Trial and scoring batches are collated from index orders of our own over the *datasets* of the
+loaders the trainer was given (a data module's ``train_dataloader()`` / ``val_dataloader()``, or the
+loaders passed to ``fit``), with the loaders' own batch size and ``collate_fn``. No loader is
+iterated, so the training loader's position, its sampler and every random generator stay as they
+were. Under DDP each rank takes every ``world_size``-th index: its own shard, as in training.
+
+- **Trial batches**: a seeded permutation of the training rows (the same on every run).
+- **Scoring batches**: the first rows of the validation set; without one (or when its batches carry
+  no ``labels``, e.g. MMLU questions), rows held out from the front of the trial permutation, which
+  no trial trains on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader, IterableDataset
+
+SEARCH_SEED = 0  # the trial permutation's seed: every run with the same data sees the same trial batches
+
+
+def _first_loader(loaders: Any) -> Any:
+    """The first loader of what a ``*_dataloader()`` hook may return (a loader, a list, a dict, a CombinedLoader)."""
+    if isinstance(loaders, CombinedLoader):
+        loaders = loaders.flattened
+    if isinstance(loaders, Mapping):
+        loaders = list(loaders.values())
+    if isinstance(loaders, Sequence):
+        loaders = loaders[0] if loaders else None
+    return loaders
+
+
+def _source_loader(source: Any, what: str) -> DataLoader | None:
+    """The first loader of a Lightning data source (what ``fit`` was given), or None if it defines none."""
+    if not source.is_defined():
+        return None
+    loader = _first_loader(source.dataloader())
+    if loader is None:
+        return None
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        raise ValueError(
+            f"`lr='auto'`/`ratio='auto'` draws its batches from the {what} loader's dataset by index, but it is "
+            f"{type(loader).__name__} over {type(getattr(loader, 'dataset', None)).__name__}: give a DataLoader "
+            "over a map-style dataset (one with __len__ and __getitem__), or set `model.lr` and `model.ratio`."
+        )
+    return loader
+
+
+def _batch_size(loader: DataLoader) -> int:
+    size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None)
+    if not size:
+        raise ValueError(
+            "`lr='auto'`/`ratio='auto'` needs the loader's batch size, but its batch sampler has none: give the "
+            "DataLoader a `batch_size`, or set `model.lr` and `model.ratio`."
+        )
+    return size
+
+
+def _collate(loader: DataLoader, rows: list[int], size: int) -> list[Any]:
+    """Batches of ``size`` rows (the last one may be shorter), as ``loader`` would collate them."""
+    return [loader.collate_fn([loader.dataset[i] for i in rows[k : k + size]]) for k in range(0, len(rows), size)]
+
+
+def _has_labels(batch: Any) -> bool:
+    return isinstance(batch, Mapping) and batch.get("labels") is not None
+
+
+class SearchData:
+    """The search's trial batches and held-out scoring batches for this rank.
+
+    Args:
+        trainer: The fitting trainer (its data sources are read, its loaders never iterated).
+        trial_batches: Training batches the longest trial needs (its steps × gradient accumulation).
+        score_batches: Batches that score a cell.
+
+    Attributes:
+        trial: The trial batches, in order (CPU); a trial's step k uses the k-th ``accumulate_grad_batches`` of them.
+        score: The scoring batches (CPU).
+        scored_on: ``"validation rows"`` or ``"held-out training rows"``.
+
+    Raises:
+        ValueError: For data the search cannot index (an iterable dataset, a loader without a batch size).
+    """
+
+    def __init__(self, trainer: L.Trainer, trial_batches: int, score_batches: int) -> None:
+        # Lightning keeps what `fit` was given in these sources; asking them for loaders builds new ones (a data
+        # module's hook) or returns the given ones, which are only read here, never iterated.
+        train = _source_loader(trainer.fit_loop._data_source, "training")
+        if train is None:
+            raise ValueError("`lr='auto'`/`ratio='auto'` needs training data: `fit` was given no train loader.")
+        world, rank = trainer.world_size, trainer.global_rank
+        size = _batch_size(train)
+        order = torch.randperm(len(train.dataset), generator=torch.Generator().manual_seed(SEARCH_SEED)).tolist()
+        shard = order[rank::world]
+        self.score, self.scored_on = self._validation(trainer, score_batches, world, rank), "validation rows"
+        if not self.score:
+            held = min(score_batches * size, len(shard) // 2)
+            self.score, self.scored_on = _collate(train, shard[:held], size), "held-out training rows"
+            shard = shard[held:]
+        rows = [shard[i % len(shard)] for i in range(trial_batches * size)]
+        self.trial = _collate(train, rows, size)
+
+    @staticmethod
+    def _validation(trainer: L.Trainer, batches: int, world: int, rank: int) -> list[Any]:
+        """The first ``batches`` validation batches of this rank's shard, or [] without labelled validation data."""
+        loader = _source_loader(trainer.fit_loop.epoch_loop.val_loop._data_source, "validation")
+        if loader is None:
+            return []
+        size = _batch_size(loader)
+        rows = list(range(len(loader.dataset)))[rank::world][: batches * size]
+        score = _collate(loader, rows, size)
+        return score if score and all(_has_labels(b) for b in score) else []

@@ -1,0 +1,80 @@
+"""Telling the user what an ``lr="auto"`` / ``ratio="auto"`` search did: console lines, logger summary, JSON file.
+
+Nothing is logged at a step before 0, so loggers that require increasing steps (W&B, TensorBoard)
+keep their order: a few scalars at step 0 (:data:`SUMMARY_KEYS`), on W&B a table of every trial,
+and ``loraplus_search.json`` (:meth:`~lit_loraplus.core.halving.SearchOutcome.to_dict`) in each
+logger's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_loraplus.core.halving import SearchOutcome
+
+SEARCH_FILE = "loraplus_search.json"
+SUMMARY_KEYS = ("search/lr", "search/ratio", "search/score", "search/extra_steps")
+TABLE_KEY = "search/trials"
+TABLE_COLUMNS = ["lr", "ratio", "steps", "score", "rungs_reached"]
+
+
+def describe(outcome: SearchOutcome) -> list[str]:
+    """The console lines of a search: its plan and cost, then the choice."""
+    plan = ", ".join(f"{r.cells} × {r.steps}" for r in outcome.rungs) or "none (one cell)"
+    share = outcome.extra_steps / outcome.total_steps
+    corrected = (
+        f" (best cell η_A={outcome.best.lr:g} × lr_factor {outcome.lr_factor:g})" if outcome.lr_factor != 1 else ""
+    )
+    return [
+        f"lit-loraplus: auto search over {len(outcome.trials)} cells (η_A, λ), rungs of cells × steps: {plan}; "
+        f"{outcome.extra_steps} extra optimizer steps ({share:.1%} of the run's {outcome.total_steps}, budget "
+        f"{outcome.budget_steps}), scored on {outcome.score_batches} batches of {outcome.scored_on}",
+        f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}{corrected}, held-out loss "
+        f"{outcome.best.score:.4f}",
+    ]
+
+
+def _folders(trainer: L.Trainer) -> list[Path]:
+    """Where each logger keeps its files (W&B: the run's ``files`` folder, which it uploads)."""
+    folders = []
+    for logger in trainer.loggers:
+        folder = logger.experiment.dir if isinstance(logger, WandbLogger) else getattr(logger, "log_dir", None)
+        folder = folder or logger.save_dir
+        if folder is not None and Path(folder) not in folders:
+            folders.append(Path(folder))
+    return folders
+
+
+def report_search(trainer: L.Trainer, outcome: SearchOutcome) -> list[Path]:
+    """Print the search's lines and, on global rank 0, log its summary and write its record.
+
+    Args:
+        trainer: The fitting trainer.
+        outcome: The search's outcome.
+
+    Returns:
+        The ``loraplus_search.json`` files written (none off rank 0 or without a logger).
+    """
+    for line in describe(outcome):
+        rank_zero_info(line)
+    if not trainer.is_global_zero:
+        return []
+    record: dict[str, Any] = outcome.to_dict()
+    summary = dict(zip(SUMMARY_KEYS, (outcome.lr, outcome.ratio, outcome.best.score, outcome.extra_steps), strict=True))
+    rows = [[t["lr"], t["ratio"], t["steps"], (t["scores"] or [None])[-1], len(t["scores"])] for t in record["trials"]]
+    for logger in trainer.loggers:
+        logger.log_metrics(summary, step=0)
+        if isinstance(logger, WandbLogger):
+            logger.log_table(key=TABLE_KEY, columns=TABLE_COLUMNS, data=rows, step=0)
+    written = []
+    for folder in _folders(trainer):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / SEARCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        written.append(folder / SEARCH_FILE)
+    return written
