@@ -14,7 +14,7 @@ setting, the bad value and what it must be.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 
 def is_number(value: object) -> bool:
@@ -84,6 +84,30 @@ def in_range(
 def one_of(name: str, value: object, choices: Collection[object], hint: str = "") -> list[str]:
     """The problem with a setting that must be one of ``choices`` (``[]`` or one message)."""
     return [] if value in choices else _message(name, value, f"one of {list(choices)}", hint)
+
+
+def distinct_positives(name: str, values: object, example: str, meaning: str) -> list[str]:
+    """The problems with a setting that must be a non-empty list of distinct positive finite numbers (a grid).
+
+    Args:
+        name: The setting.
+        values: Its value; None is accepted (the caller's default applies).
+        example: A valid value, for the message (``"[1, 4, 16]"``).
+        meaning: What the values are, appended to the message.
+
+    Returns:
+        ``[]`` or the messages: not a list, the bad values, the repeated values.
+    """
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+        return [f"`{name}={values!r}` must be a non-empty list of numbers, e.g. {name}={example}."]
+    problems = []
+    if bad := [v for v in values if not is_positive(v)]:
+        problems.append(f"`{name}` holds {bad}: every value must be a positive finite number ({meaning}).")
+    if dups := sorted({v for v in values if is_positive(v) and list(values).count(v) > 1}):
+        problems.append(f"`{name}` repeats {dups}: list each value once (a repeat would only rerun a trial).")
+    return problems
 
 
 def raise_problems(problems: list[str], what: str, error: type[Exception] = ValueError) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lit_loraplus.core.checks import int_at_least, is_int_at_least, is_positive, positive
+from lit_loraplus.core.checks import distinct_positives, int_at_least, is_int_at_least, is_positive, positive
 
 AUTO = "auto"
 Auto = Literal["auto"]
@@ -69,18 +69,6 @@ def plan_cost(rungs: Sequence[Rung]) -> int:
     return sum(r.cells * (r.steps - (rungs[i - 1].steps if i else 0)) for i, r in enumerate(rungs))
 
 
-def _float_list_problems(name: str, values: Any, example: str) -> list[str]:
-    if values is None:
-        return []
-    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-        return [f"`{name}={values!r}` must be a non-empty list of numbers, e.g. {name}={example}."]
-    if bad := [v for v in values if not is_positive(v)]:
-        return [f"`{name}` holds {bad}: every value must be a positive finite number."]
-    if len(set(values)) < len(values):
-        return [f"`{name}={list(values)}` repeats a value: list each once."]
-    return []
-
-
 @dataclass(frozen=True)
 class SearchSettings:
     """How ``lr="auto"`` / ``ratio="auto"`` search: the cells, the budget and the halving.
@@ -122,8 +110,8 @@ class SearchSettings:
                 f"`{prefix}budget={budget!r}` must be a fraction of the run's optimizer steps (a float > 0, "
                 "e.g. 0.1 = 10 %) or a number of steps (an int >= 1)."
             )
-        problems += _float_list_problems(f"{prefix}lrs", get("lrs"), "[1e-4, 2.15e-4, 4.64e-4]")
-        problems += _float_list_problems(f"{prefix}ratios", get("ratios"), "[2, 4, 8, 16]")
+        problems += distinct_positives(f"{prefix}lrs", get("lrs"), "[1e-4, 2.15e-4, 4.64e-4]", "η_A values")
+        problems += distinct_positives(f"{prefix}ratios", get("ratios"), "[2, 4, 8, 16]", "λ values; 1 is plain LoRA")
         problems += positive(f"{prefix}lr_factor", get("lr_factor", 1.0), "1 corrects nothing")
         problems += int_at_least(f"{prefix}halving", get("halving", 2), 2)
         problems += int_at_least(f"{prefix}min_steps", get("min_steps", 2), 1)

@@ -1,8 +1,9 @@
 """Writing a trained module's adapter in PEFT format (loadable with plain ``PeftModel.from_pretrained``) or merged.
 
 Besides PEFT's ``adapter_config.json`` and ``adapter_model.safetensors``, an export carries
-``loraplus.json``: the LoRA+ settings (λ, learning rates, schedules, init) and the optimizer
-groups the run trained with, so a reader of the adapter knows how it was made.
+``loraplus.json``: the LoRA+ settings (λ, learning rates, schedules, init), the optimizer
+groups the run trained with and, when ``lr``/``ratio`` were ``"auto"``, the search that chose
+them, so a reader of the adapter knows how it was made.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def loraplus_settings(module: nn.Module) -> dict[str, Any]:
         module: A built LoraPlusModule.
 
     Returns:
-        ``{"settings": {...}, "groups": [{"name", "role", "lr", "weight_decay", "parameters", "numel"}]}``.
+        ``{"settings": {...}, "groups": [{"name", "role", "lr", "weight_decay", "parameters", "numel"}],
+        "search": {...} or None}`` (``search``: the ``lr``/``ratio="auto"`` record, see
+        :meth:`~lit_loraplus.core.halving.SearchOutcome.to_dict`).
     """
     h = module.hparams
     groups = loraplus_param_groups(module.model, module.group_settings)
@@ -50,6 +53,7 @@ def loraplus_settings(module: nn.Module) -> dict[str, Any]:
             }
             for g in groups
         ],
+        "search": getattr(module, "search_record", None),
     }
 
 

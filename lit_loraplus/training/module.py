@@ -13,6 +13,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from peft import PeftModel, prepare_model_for_kbit_training
 from torch import Tensor, nn
 from typing_extensions import override
@@ -396,7 +397,10 @@ class LoraPlusModule(L.LightningModule):
         self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
         # The run's choice for lr/ratio="auto": LightningCLI builds the module from the config ("auto") and does not
         # re-read a checkpoint's hparams, so take the values the run trained with from it (no new search).
-        self.hparams.update(ckpt.auto_choice(self.hparams, checkpoint))
+        if chosen := ckpt.auto_choice(self.hparams, checkpoint):
+            self.hparams.update(chosen)
+            values = ", ".join(f"{k}={v:g}" for k, v in chosen.items())
+            rank_zero_info(f"lit-loraplus: auto: resuming with the checkpoint's {values} (no new search)")
         self.search_record = checkpoint.get(ckpt.SEARCH_KEY, self.search_record)
         # Compared with the built groups before the optimizer state is loaded: in on_fit_start, or here when a
         # sharding strategy restores the checkpoint after building the optimizer.

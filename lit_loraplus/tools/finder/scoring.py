@@ -6,23 +6,10 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from lit_loraplus.core.checks import in_range, int_at_least, is_positive, raise_problems
+from lit_loraplus.core.checks import distinct_positives, in_range, int_at_least, is_positive, raise_problems
 
 DEFAULT_RATIOS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # 2^0..2^5: the paper's λ = 2^4 and the standard init's 2^1-2^3
 MIN_STEPS = 4  # the score averages the last quarter of the batches: at least one smoothed value
-
-
-def _grid_problems(name: str, values: Sequence[float] | None, example: str, meaning: str) -> list[str]:
-    if values is None:
-        return []
-    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-        return [f"`{name}={values!r}` must be a non-empty list of numbers, e.g. {name}={example}."]
-    problems = []
-    if bad := [v for v in values if not is_positive(v)]:
-        problems.append(f"`{name}` holds {bad}: every value must be a positive finite number ({meaning}).")
-    if dups := sorted({v for v in values if is_positive(v) and list(values).count(v) > 1}):
-        problems.append(f"`{name}` repeats {dups}: list each value once (a repeat would only rerun a trial).")
-    return problems
 
 
 def validate_finder_settings(
@@ -44,8 +31,8 @@ def validate_finder_settings(
     Raises:
         ValueError: Naming each bad setting, its value and the fix.
     """
-    problems = _grid_problems("ratios", ratios, "[1, 2, 4, 8, 16, 32]", "λ = η_B/η_A; 1 is plain LoRA")
-    problems += _grid_problems("lrs", lrs, "[1e-4, 2e-4, 4e-4]", "η_A, the learning rate of A")
+    problems = distinct_positives("ratios", ratios, "[1, 2, 4, 8, 16, 32]", "λ = η_B/η_A; 1 is plain LoRA")
+    problems += distinct_positives("lrs", lrs, "[1e-4, 2e-4, 4e-4]", "η_A, the learning rate of A")
     problems += int_at_least("steps", steps, MIN_STEPS, "too short to compare trials; 50-100 is typical")
     problems += in_range("smoothing", smoothing, 0.0, 1.0, "0: no smoothing; 0.9 averages ~10 batches", high_open=True)
     if not (is_positive(divergence_threshold) and divergence_threshold > 1):

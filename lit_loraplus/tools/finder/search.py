@@ -8,6 +8,14 @@ weights, buffers, module modes and random generators are restored before each tr
 optimizer steps at one (λ, η_A) of the grid, at constant rates. The score of a trial is the mean of
 its smoothed training loss over the last quarter of its batches; the suggestion is the trial with
 the lowest score that did not diverge. After the search the module is exactly as it was given.
+
+``lr="auto"`` / ``ratio="auto"`` (:mod:`lit_loraplus.training.search`) is the in-``fit`` successor:
+successive halving scored on held-out batches, on the same restored :class:`InitialState`. The
+finder keeps its own loop on purpose: every trial is a full Lightning ``fit`` (so any callback,
+e.g. the feature-learning balance, runs in it) over the whole grid, scored on the training loss,
+which is what its table and plot show. Its grid is a one-rung plan of the same halving loop
+(:func:`~lit_loraplus.core.halving.successive_halving`); moving it onto that loop, with held-out
+scoring, is the way to make ``find-ratio`` and ``auto`` agree once ``auto`` is calibrated.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lit_loraplus.callbacks import FeatureLearningMonitor
+from lit_loraplus.core.search import AUTO, lr_ladder
 from lit_loraplus.tools.finder.result import RatioFinderResult, RatioTrial
 from lit_loraplus.tools.finder.scoring import DEFAULT_RATIOS, smooth_losses, trial_score, validate_finder_settings
 from lit_loraplus.tools.finder.trials import MemoryLogger, TrialRecorder, quiet_lightning, trial_trainer
@@ -72,7 +81,8 @@ def find_ratio(
             ``configure_optimizers`` reads ``hparams.lr`` and ``hparams.ratio``.
         datamodule: The data: a LightningDataModule or a training DataLoader.
         ratios: λ values to try.
-        lrs: η_A values to try; None tries the module's own ``hparams.lr`` only.
+        lrs: η_A values to try; None tries the module's own ``hparams.lr`` only (with ``lr="auto"``: the
+            ladder ``lr="auto"`` searches, :func:`~lit_loraplus.core.search.lr_ladder`).
         steps: Optimizer steps per trial (at least 4).
         smoothing: β of the exponential moving average of the loss, in [0, 1).
         divergence_threshold: Multiple of a trial's first loss above which its smoothed loss has diverged.
@@ -108,7 +118,8 @@ def find_ratio(
             f"{type(module).__name__}.hparams has {sorted(module.hparams)}."
         )
     module.configure_model()  # build the model once, before the snapshot: trials must not re-wrap it
-    grid = [(ratio, lr) for lr in (lrs or [module.hparams.lr]) for ratio in ratios]
+    own_lrs = lr_ladder() if module.hparams.lr == AUTO else [module.hparams.lr]
+    grid = [(ratio, lr) for lr in (lrs or own_lrs) for ratio in ratios]
     constant = {k: v for k, v in CONSTANT_SCHEDULE.items() if k in module.hparams}
     initial = InitialState(module, ["lr", "ratio", *constant])
     fit_kwargs = {"datamodule" if isinstance(datamodule, L.LightningDataModule) else "train_dataloaders": datamodule}
