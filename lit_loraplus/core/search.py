@@ -145,13 +145,14 @@ class SearchSettings:
         if budget // unit >= self.min_steps:
             return halving_rungs(cells, budget // unit, self.halving)
         need = unit * self.min_steps
-        given = f"{self.budget:g} of the run's {total_steps}" if isinstance(self.budget, float) else "an int"
+        given = f"{self.budget:g} × the run's {total_steps}" if isinstance(self.budget, float) else "set as steps"
+        fraction = math.ceil(100 * need / total_steps) / 100
         raise ValueError(
             f"`search_budget={self.budget!r}` allows {budget} extra optimizer steps ({given}), but searching "
             f"{cells} cells (η_A, λ) by successive halving needs at least {need}: {self.min_steps} steps for every "
             f"cell, then {self.halving}× as long for the best 1/{self.halving}, until {self.halving} are left. Set "
-            f"`model.search_budget={need}` (or {math.ceil(100 * need / total_steps) / 100:g} of the run), search "
-            "fewer values (`model.search_lrs`, `model.search_ratios`), or fix `model.lr` or `model.ratio`."
+            f"`model.search_budget={need}` (steps) or {fraction!r} (a fraction of the run), search fewer values "
+            "(`model.search_lrs`, `model.search_ratios`), or fix `model.lr` or `model.ratio`."
         )
 
 

@@ -66,30 +66,6 @@ def compile_problems(compile: bool | dict[str, Any]) -> list[str]:
     return []
 
 
-SEARCH_DEFAULTS = {"search_budget": 0.1, "search_lrs": None, "search_ratios": None, "search_lr_factor": 1.0}
-
-
-def search_problems(h: Mapping[str, Any]) -> list[str]:
-    """The problems of the ``search_*`` settings: bad values, or values set for a search that does not run.
-
-    Args:
-        h: The module's init arguments by name.
-
-    Returns:
-        One message per problem.
-    """
-    given = {k: h.get(k, default) for k, default in SEARCH_DEFAULTS.items()}
-    problems = SearchSettings.problems_in({k.removeprefix("search_"): v for k, v in given.items()})
-    searched = {key for key in ("lr", "ratio") if h.get(key) == AUTO}
-    needs = {"search_budget": {"lr", "ratio"}, "search_lr_factor": {"lr"}, "search_lrs": {"lr"}}
-    needs["search_ratios"] = {"ratio"}
-    for key, default in SEARCH_DEFAULTS.items():
-        if given[key] != default and not needs[key] & searched:
-            what = " or ".join(f"`{k}='auto'`" for k in sorted(needs[key]))
-            problems.append(f"`{key}={given[key]!r}` is used only with {what}: set that, or drop `{key}`.")
-    return problems
-
-
 def module_problems(h: Mapping[str, Any], optimizer: Any) -> list[str]:
     """Every problem of a ``LoraPlusModule``'s settings (empty when all are valid).
 
@@ -111,7 +87,10 @@ def module_problems(h: Mapping[str, Any], optimizer: Any) -> list[str]:
         )
     groups = {k: h[k] for k in GroupSettings.field_names() if k in h}
     groups |= {k: default for k, default in (("lr", DEFAULT_LR), ("ratio", DEFAULT_RATIO)) if groups.get(k) == AUTO}
-    problems += GroupSettings.problems_in(groups) + search_problems(h)
+    # The search_* settings are checked even where nothing is "auto": a finished auto run's checkpoint holds the
+    # chosen numbers beside them, and must load.
+    search = {k.removeprefix("search_"): v for k, v in h.items() if k.startswith("search_")}
+    problems += GroupSettings.problems_in(groups) + SearchSettings.problems_in(search)
     problems += LRSchedule.problems_of(h["lr_schedule"], None, h["warmup_steps"], h["min_lr_ratio"])
     problems += RatioSchedule.problems_of(h["ratio_schedule"], h["initial_ratio"], h["ratio_warmup_steps"])
     problems += quantization_problems(h["quantization"]) + compile_problems(h["compile"])

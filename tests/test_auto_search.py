@@ -1,0 +1,399 @@
+"""lr/ratio="auto": the plan and its budget (pure), the search inside fit (exact restore, bit-identical training
+with the choice, resume without a new search, logging, export), tasks and training settings, DDP ranks agreeing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+import lit_loraplus.training.module as module_file
+from lit_loraplus.callbacks import AdapterCheckpoint, AdapterExport
+from lit_loraplus.cli import LoraPlusCLI
+from lit_loraplus.core.halving import successive_halving
+from lit_loraplus.core.rng import rng_state
+from lit_loraplus.core.search import SearchSettings, halving_rungs, keep_best, lr_ladder, plan_cost
+from lit_loraplus.data import GlueDataModule, InstructionDataModule
+from lit_loraplus.training import LoraPlusModule
+from lit_loraplus.training.search import search_strategy_problems
+from lit_loraplus.training.search_report import SEARCH_FILE
+
+# --- the plan, the budget and the halving loop (pure) ---------------------------------------------------------------
+
+
+def test_the_default_ladder_is_the_benchmarks_10_to_the_k_thirds_around_2e_4() -> None:
+    """lr="auto" tries seven rungs of the 10^(k/3) ladder (three significant digits), a decade either side of the
+    rung nearest the module's default 2e-4; the default λ values are 2^0..2^5."""
+    assert lr_ladder() == (2.15e-5, 4.64e-5, 1e-4, 2.15e-4, 4.64e-4, 1e-3, 2.15e-3)
+    grid = SearchSettings().grid("auto", "auto")
+    assert len(grid) == 42 and grid[0] == (2.15e-5, 1.0) and grid[-1] == (2.15e-3, 32.0)
+    assert SearchSettings(ratios=[8, 2]).grid(3e-4, "auto") == [(3e-4, 2.0), (3e-4, 8.0)]
+
+
+def test_halving_rungs_and_their_cost() -> None:
+    """Cells halve (rounded up) while more than two are left, each rung twice as long; cells continue from where
+    they stopped, so a plan costs s·Σ n_i·(2^i − 2^(i−1)): 13 s for 6 cells, 15 s for 7, 165 s for 42."""
+    assert [(r.cells, r.steps) for r in halving_rungs(6, 2)] == [(6, 2), (3, 4), (2, 8)]
+    assert plan_cost(halving_rungs(6, 2)) == 6 * 2 + 3 * 2 + 2 * 4 == 26
+    assert plan_cost(halving_rungs(7, 1)) == 15 and plan_cost(halving_rungs(42, 1)) == 165
+    assert [r.cells for r in halving_rungs(42, 1)] == [42, 21, 11, 6, 3, 2]
+    assert halving_rungs(2, 5) == halving_rungs(2, 5)[:1]  # two cells: one rung
+
+
+def test_budget_for_a_300_step_run() -> None:
+    """At the default 10 % of a 300-step run (30 steps), λ alone (6 cells: rungs of 2, 4, 8 steps, 26 steps) and
+    η_A alone (7 cells: 30 steps) fit; both together (42 cells) need 330 and are refused before any training,
+    with the numbers and the fixes. An int budget is a number of steps; one cell needs no trials."""
+    settings = SearchSettings()
+    assert settings.budget_steps(300) == 30 and SearchSettings(budget=45).budget_steps(300) == 45
+    ratio_only = settings.plan(6, 300)
+    assert [(r.cells, r.steps) for r in ratio_only] == [(6, 2), (3, 4), (2, 8)] and plan_cost(ratio_only) == 26
+    assert plan_cost(settings.plan(7, 300)) == 30
+    message = (
+        r"`search_budget=0.1` allows 30 extra optimizer steps \(0.1 × the run's 300\), but searching 42 cells "
+        r"\(η_A, λ\) by successive halving needs at least 330: 2 steps for every cell.*"
+        r"`model.search_budget=330` \(steps\) or 1.1 \(a fraction of the run\).*`model.search_lrs`.*fix `model.lr`"
+    )
+    with pytest.raises(ValueError, match=message):
+        settings.plan(42, 300)
+    assert SearchSettings(budget=330).plan(42, 300)[0].steps == 2
+    assert settings.plan(1, 10) == []
+
+
+def test_keep_best_breaks_ties_by_order_and_drops_diverged_cells() -> None:
+    """The lowest scores survive, in cell order; equal scores go to the earlier cell; inf/NaN never survive."""
+    assert keep_best([0.3, 0.1, 0.2, 0.1], 2) == [1, 3]
+    assert keep_best([0.3, 0.3, 0.3], 1) == [0]
+    assert keep_best([math.inf, 0.5, math.nan], 2) == [1]
+
+
+def test_successive_halving_on_a_known_score() -> None:
+    """With a score that falls with training and is lowest at η_A = 1e-3, the loop trains every cell 2 steps, the
+    best half on to 4 and 8, picks the known best, and trains exactly the plan's cost; a cell whose training
+    diverges is scored inf and dropped; if every finalist diverged the error says what to change."""
+    cells = [(lr, 1.0) for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)]
+    steps = dict.fromkeys(range(len(cells)), 0)
+
+    def train(c: int, until: int) -> int:
+        taken, steps[c] = until - steps[c], until
+        return taken
+
+    def score(alive: list[int]) -> list[float]:
+        return [math.inf if c == 5 else abs(math.log10(cells[c][0]) + 3) + 1 / steps[c] for c in alive]
+
+    rungs = halving_rungs(len(cells), 2)
+    trials, best = successive_halving(cells, rungs, train, score)
+    assert (best.lr, best.ratio) == (1e-3, 1.0) and best.steps == 8
+    assert sum(t.steps for t in trials) == plan_cost(rungs) == 26
+    assert [len(t.scores) for t in trials] == [1, 2, 3, 3, 1, 1] and trials[5].scores == [math.inf]
+    with pytest.raises(RuntimeError, match=r"Every cell of the search's last rung diverged.*`model.search_lrs`"):
+        successive_halving(cells, rungs, train, lambda alive: [math.inf] * len(alive))
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"ratio": "auto", "search_budget": 0}, r"`search_budget=0` must be a fraction .* or a number of steps"),
+        ({"ratio": "auto", "search_budget": True}, r"`search_budget=True` must be"),
+        ({"ratio": "auto", "search_ratios": [4, 4]}, r"`search_ratios` repeats \[4\]"),
+        ({"lr": "auto", "search_lrs": [], "search_lr_factor": 0}, r"`search_lrs=\[\]`.*`search_lr_factor=0`"),
+        ({"lr": "fast"}, r"`lr='fast'` must be a positive finite number"),
+    ],
+)
+def test_search_settings_are_checked_with_the_others(settings, match) -> None:
+    """Bad search settings are refused at construction with the others (all problems in one error, before any
+    model is loaded)."""
+    with pytest.raises(ValueError, match=r"^Invalid LoraPlusModule settings: .*" + match):
+        LoraPlusModule("unused", **settings)
+
+
+def test_fsdp_and_deepspeed_are_refused() -> None:
+    """The search steps optimizers of its own, which sharded or engine-built optimizers do not allow."""
+    assert search_strategy_problems("ddp") == []
+    for strategy in ("fsdp", "deepspeed_stage_2"):
+        (problem,) = search_strategy_problems(strategy)
+        assert "not supported with" in problem and "set `model.lr` and `model.ratio`" in problem
+
+
+def test_cli_and_yaml_take_auto(tmp_path) -> None:
+    """`--model.lr=auto` / `ratio: auto` parse to "auto"; numbers stay numbers; an int budget is steps, a float a
+    fraction; groups asked for before the search say why they do not exist yet."""
+    (tmp_path / "auto.yaml").write_text("model:\n  ratio: auto\n  search_budget: 60\n  search_ratios: [2, 8]\n")
+    common = ["--model.model=unused", "--data=lit_loraplus.data.GlueDataModule", "--data.task=sst2"]
+    common += ["--trainer.logger=false"]
+    cli = LoraPlusCLI(args=[*common, "--config", str(tmp_path / "auto.yaml"), "--model.lr=auto"], run=False)
+    h = cli.model.hparams
+    assert (h.lr, h.ratio, h.search_budget, h.search_ratios) == ("auto", "auto", 60, [2.0, 8.0])
+    cli = LoraPlusCLI(args=[*common, "--model.lr=3e-4", "--model.ratio=auto", "--model.search_budget=0.2"], run=False)
+    assert (cli.model.hparams.lr, cli.model.hparams.search_budget) == (3e-4, 0.2)
+    with pytest.raises(RuntimeError, match=r"an 'auto' setting is chosen at the start of `fit`"):
+        cli.model.group_settings  # noqa: B018
+
+
+# --- the search inside fit ------------------------------------------------------------------------------------------
+
+RATIOS = [1.0, 4.0, 16.0]  # 3 cells: rungs 3 × 2 and 2 × 4 steps = 10 extra steps
+
+
+class Steps(Callback):
+    """Every training step's batch and group learning rates, and the number of batches trained."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[list, dict]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        lrs = {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups}
+        self.rows.append((batch["input_ids"].tolist(), lrs))
+
+
+def glue(tiny_bert_dir: Path, glue_dir: Path, task: str = "sst2") -> GlueDataModule:
+    return GlueDataModule(
+        task, str(tiny_bert_dir), data_dir=str(glue_dir), batch_size=4, train_subset=96, val_subset=16
+    )
+
+
+def bert(tiny_bert_dir: Path, num_labels: int = 2, **settings) -> LoraPlusModule:
+    """The tiny BERT with dropout on (model and LoRA), so any shift of the random generators shows; the same
+    initial adapters every time (the seed is set before they are drawn)."""
+    torch.manual_seed(0)
+    return LoraPlusModule(str(tiny_bert_dir), num_labels=num_labels, r=4, dropout=0.1, **settings)
+
+
+def fit(module: L.LightningModule, data, tmp: Path, steps: int = 6, ckpt_path: str | None = None, **trainer):
+    """Fit on the CPU without validation or progress bar; return the trainer."""
+    checkpoints = any(isinstance(c, ModelCheckpoint) for c in trainer.get("callbacks", []))
+    settings = {"logger": False, "enable_checkpointing": checkpoints, "enable_progress_bar": False} | trainer
+    settings |= {"enable_model_summary": False, "num_sanity_val_steps": 0, "limit_val_batches": 0}
+    run = L.Trainer(max_steps=steps, default_root_dir=tmp, accelerator="cpu", **settings)
+    if isinstance(data, L.LightningDataModule):
+        run.fit(module, data, ckpt_path=ckpt_path)
+    else:
+        run.fit(module, train_dataloaders=data, ckpt_path=ckpt_path)
+    return run
+
+
+def trainable(module: L.LightningModule) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys() and any(".lora_B." in k for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_auto_trains_bit_identically_to_its_choice_and_restores_everything(
+    tmp_path, tiny_bert_dir, glue_dir, monkeypatch
+):
+    """A ratio="auto" run (dropout on, shuffled batches) searches λ ∈ {1, 4, 16} in 10 extra steps, then trains
+    exactly as a run with that λ fixed: the same batches and group learning rates at every step and bit-identical
+    final adapters. Around the real search, inside fit, the trainable weights, buffers, module modes and every
+    random generator are exactly as before it; no gradient is left behind."""
+    around = {}
+    real_search = module_file.search
+
+    def watched(module, trainer, total):
+        state = (trainable(module), dict(module.named_buffers()), {n: m.training for n, m in module.named_modules()})
+        around["before"] = (*state, rng_state()["torch"])
+        outcome = real_search(module, trainer, total)
+        state = (trainable(module), dict(module.named_buffers()), {n: m.training for n, m in module.named_modules()})
+        around["after"] = (*state, rng_state()["torch"])
+        around["grads"] = [p.grad for p in module.parameters() if p.grad is not None]
+        return outcome
+
+    monkeypatch.setattr(module_file, "search", watched)
+    auto, auto_steps = bert(tiny_bert_dir, ratio="auto", search_ratios=RATIOS, search_budget=10), Steps()
+    fit(auto, glue(tiny_bert_dir, glue_dir), tmp_path / "auto", callbacks=[auto_steps])
+    record = auto.search_record
+    assert record["requested"] == {"lr": 2e-4, "ratio": "auto"} and record["extra_steps"] == 10
+    assert [(r["cells"], r["steps"]) for r in record["rungs"]] == [(3, 2), (2, 4)]
+    assert record["scored_on"] == "validation rows" and record["chosen"]["ratio"] in RATIOS
+    assert auto.hparams.ratio == record["chosen"]["ratio"] and auto.hparams_initial.ratio == "auto"
+    before, after = around["before"], around["after"]
+    assert_same_weights(before[0], after[0])
+    assert before[1].keys() == after[1].keys() and all(torch.equal(before[1][k], after[1][k]) for k in before[1])
+    assert before[2] == after[2] and torch.equal(before[3], after[3]) and around["grads"] == []
+
+    fixed, fixed_steps = bert(tiny_bert_dir, ratio=record["chosen"]["ratio"]), Steps()
+    fit(fixed, glue(tiny_bert_dir, glue_dir), tmp_path / "fixed", callbacks=[fixed_steps])
+    assert auto_steps.rows == fixed_steps.rows and len(auto_steps.rows) == 6
+    assert_same_weights(trainable(auto), trainable(fixed))
+
+
+def test_too_small_a_budget_is_refused_before_any_step(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """lr and ratio both "auto" (42 cells) in a 300-step run at the default 10 %: a ValueError with what the
+    search needs, raised before any batch is trained."""
+    steps = Steps()
+    with pytest.raises(ValueError, match=r"`search_budget=0.1` allows 30 .* needs at least 330"):
+        fit(
+            bert(tiny_bert_dir, lr="auto", ratio="auto"),
+            glue(tiny_bert_dir, glue_dir),
+            tmp_path,
+            300,
+            callbacks=[steps],
+        )
+    assert steps.rows == []
+
+
+def test_resume_keeps_the_choice_without_searching_again(tmp_path, tiny_bert_dir, glue_dir, monkeypatch) -> None:
+    """An lr="auto", ratio="auto" run checkpoints at step 3; a new module built as the config says ("auto") and
+    resumed from that checkpoint takes the chosen values from it, never searches (the search is made to fail),
+    keeps the record and ends bit-identical to the uninterrupted run. Exporting the checkpoint writes the record
+    to loraplus.json; loading it gives a module with the chosen numbers."""
+    settings = {"lr": "auto", "ratio": "auto", "search_lrs": [1e-3, 1e-2], "search_ratios": [1.0, 8.0]}
+    settings["search_budget"] = 12  # 4 cells: rungs 4 × 2 and 2 × 4 steps
+
+    def checkpointing(folder: Path) -> AdapterCheckpoint:
+        return AdapterCheckpoint(dirpath=str(folder), every_n_train_steps=3, save_top_k=-1, preempt_signals=[])
+
+    whole = bert(tiny_bert_dir, **settings)
+    fit(
+        whole,
+        glue(tiny_bert_dir, glue_dir),
+        tmp_path,
+        callbacks=[checkpointing(tmp_path / "a")],
+    )
+    chosen = whole.search_record["chosen"]
+    (step3,) = (tmp_path / "a").glob("*step=3.ckpt")
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a resumed run searched again")
+
+    monkeypatch.setattr(module_file, "search", no_search)
+    resumed = bert(tiny_bert_dir, **settings)
+    fit(
+        resumed,
+        glue(tiny_bert_dir, glue_dir),
+        tmp_path,
+        ckpt_path=str(step3),
+        callbacks=[checkpointing(tmp_path / "b")],
+    )
+    assert {"lr": resumed.hparams.lr, "ratio": resumed.hparams.ratio} == chosen
+    assert resumed.search_record == whole.search_record
+    assert_same_weights(trainable(whole), trainable(resumed))
+
+    loaded = LoraPlusModule.load_from_checkpoint(step3, map_location="cpu")
+    assert (loaded.hparams.lr, loaded.hparams.ratio) == (chosen["lr"], chosen["ratio"])
+    loaded.save_adapter(str(tmp_path / "export"))
+    exported = json.loads((tmp_path / "export" / "loraplus.json").read_text())
+    assert exported["search"] == whole.search_record and exported["settings"]["ratio"] == chosen["ratio"]
+
+
+def test_the_search_is_logged_at_step_zero_and_written_beside_the_logs(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """With a CSVLogger and an offline W&B logger: the summary (η_A, λ, score, extra steps) is one row at step 0,
+    before the training rows, in order; loraplus_search.json (every trial) is in the CSV folder and the W&B run's
+    files; AdapterExport writes the record into loraplus.json."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    loggers = [CSVLogger(tmp_path / "logs"), WandbLogger(save_dir=str(tmp_path / "logs"), offline=True)]
+    module = bert(tiny_bert_dir, ratio="auto", search_ratios=RATIOS, search_budget=10)
+    export = AdapterExport(output_dir=str(tmp_path / "adapter"))
+    fit(module, glue(tiny_bert_dir, glue_dir), tmp_path, logger=loggers, log_every_n_steps=1, callbacks=[export])
+    rows = list(csv.DictReader(open(Path(loggers[0].log_dir) / "metrics.csv")))
+    summary = [r for r in rows if r.get("search/ratio")]
+    assert len(summary) == 1 and summary[0]["step"] == "0"
+    assert float(summary[0]["search/ratio"]) == module.hparams.ratio and summary[0]["search/extra_steps"] == "10"
+    assert rows[0] is summary[0] and [int(r["step"]) for r in rows] == sorted(int(r["step"]) for r in rows)
+    for folder in (Path(loggers[0].log_dir), Path(loggers[1].experiment.dir)):
+        record = json.loads((folder / SEARCH_FILE).read_text())
+        assert record == module.search_record and len(record["trials"]) == 3
+    assert json.loads((tmp_path / "adapter" / "loraplus.json").read_text())["search"] == module.search_record
+
+
+@pytest.fixture
+def instructions(tmp_path) -> Path:
+    path = tmp_path / "train.jsonl"
+    rows = [{"prompt": f"what {c} is true", "response": f"the {c} answer is yes"} for c in ("red", "blue") * 16]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case", ["regression", "causal_lm", "no_validation", "accumulation_and_clipping", "bf16_mixed", "loraplus_init"]
+)
+def test_auto_works_across_tasks_and_training_settings(
+    case, tmp_path, tiny_bert_dir, tiny_llama_dir, glue_dir, instructions
+):
+    """STS-B regression, a causal LM on instructions, a run given only a train loader (scored on held-out training
+    rows), gradient accumulation with clipping, bf16 autocast and the paper's init all search and train: every
+    trial is scored with a finite loss, the plan's steps are spent and the run then trains its steps."""
+    settings, trainer, data = {"lr": "auto", "search_lrs": [1e-3, 1e-2], "search_budget": 6}, {}, None
+    if case == "regression":
+        module, data = bert(tiny_bert_dir, num_labels=1, **settings), glue(tiny_bert_dir, glue_dir, "stsb")
+    elif case == "causal_lm":
+        data = InstructionDataModule(str(instructions), str(tiny_llama_dir), batch_size=4, val_fraction=0.25)
+        module = LoraPlusModule(str(tiny_llama_dir), task="causal_lm", r=4, **settings)
+    else:
+        module, data = (
+            bert(tiny_bert_dir, init="loraplus" if case == "loraplus_init" else "standard", **settings),
+            glue(tiny_bert_dir, glue_dir),
+        )
+    if case == "no_validation":
+        data.setup("fit")
+        data = data.train_dataloader()
+    trainer = {
+        "accumulation_and_clipping": {"accumulate_grad_batches": 2, "gradient_clip_val": 0.5},
+        "bf16_mixed": {"precision": "bf16-mixed"},
+    }.get(case, {})
+    steps = Steps()
+    fit(module, data, tmp_path, 4, callbacks=[steps], **trainer)
+    record = module.search_record
+    assert record["extra_steps"] == 6 and [(r["cells"], r["steps"]) for r in record["rungs"]] == [(2, 3)]
+    assert all(t["steps"] == 3 and math.isfinite(t["scores"][0]) for t in record["trials"])
+    assert record["scored_on"] == ("held-out training rows" if case == "no_validation" else "validation rows")
+    assert module.hparams.lr in (1e-3, 1e-2) and len(steps.rows) == 4 * trainer.get("accumulate_grad_batches", 1)
+
+
+# --- DDP ------------------------------------------------------------------------------------------------------------
+
+DDP_CONFIG = """\
+model:
+  r: 4
+  ratio: auto
+  search_ratios: [1, 4, 16]
+  search_budget: 10
+data:
+  class_path: lit_loraplus.data.GlueDataModule
+  init_args: {task: sst2, train_subset: 64, val_subset: 16, batch_size: 4}
+trainer:
+  accelerator: cpu
+  devices: 2
+  strategy: ddp
+  max_steps: 4
+  limit_val_batches: 0
+  num_sanity_val_steps: 0
+  enable_progress_bar: false
+  enable_checkpointing: false
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {save_dir: logs, name: csv}
+  callbacks:
+    - class_path: scale_helpers.RankRecorder
+      init_args: {path: record}
+"""
+
+
+@pytest.mark.subprocess
+def test_ddp_ranks_search_on_their_shards_and_agree(tmp_path, tiny_bert_dir, glue_dir, cli) -> None:
+    """Two CPU ranks (gloo) search λ on their own shards with the scores averaged over ranks: both choose the
+    same λ, train every step with the same group learning rates and end with bit-identical adapters; rank 0
+    alone writes the search record, which matches the rates trained with."""
+    (tmp_path / "config.yaml").write_text(DDP_CONFIG)
+    args = ["fit", "--config", "config.yaml", f"--model.model={tiny_bert_dir}", f"--data.init_args.data_dir={glue_dir}"]
+    done = cli(tmp_path, *args)
+    w0, w1 = (torch.load(tmp_path / f"record.rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert_same_weights(w0, w1)
+    lrs0, lrs1 = ([json.loads(x)["lrs"] for x in (tmp_path / f"record.rank{r}.jsonl").open()] for r in (0, 1))
+    assert lrs0 == lrs1 and len(lrs0) == 4
+    (record_file,) = (tmp_path / "logs").rglob(SEARCH_FILE)
+    record = json.loads(record_file.read_text())
+    assert record["chosen"]["ratio"] in (1, 4, 16) and record["extra_steps"] == 10
+    assert lrs0[0]["lora_B"] == pytest.approx(record["chosen"]["ratio"] * lrs0[0]["lora_A"])
+    assert done.stderr.count("auto chose") == 1  # rank 0 prints
