@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from lit_loraplus.core.checks import distinct_positives, int_at_least, is_int_at_least, is_positive, positive
+from lit_loraplus.core.checks import (
+    distinct_positives,
+    int_at_least,
+    is_int_at_least,
+    is_positive,
+    positive,
+    raise_problems,
+)
 
 AUTO = "auto"
 Auto = Literal["auto"]
@@ -73,6 +80,9 @@ def plan_cost(rungs: Sequence[Rung]) -> int:
 class SearchSettings:
     """How ``lr="auto"`` / ``ratio="auto"`` search: the cells, the budget and the halving.
 
+    Raises:
+        ValueError: At construction, listing every bad field.
+
     Attributes:
         budget: Extra optimizer steps the search may take: a float is a fraction of the run's steps
             (0.1 = 10 %), an int a number of steps.
@@ -94,6 +104,9 @@ class SearchSettings:
     halving: int = 2
     min_steps: int = 2
     score_batches: int = 4
+
+    def __post_init__(self) -> None:
+        raise_problems(self.problems_in(asdict(self), prefix=""), "search settings")
 
     @staticmethod
     def problems_in(values: Mapping[str, Any], prefix: str = "search_") -> list[str]:

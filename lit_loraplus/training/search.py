@@ -50,8 +50,7 @@ def search_pending(hparams: Any) -> bool:
 
 def search_settings(hparams: Any) -> SearchSettings:
     """The :class:`SearchSettings` of a LoraPlusModule's ``search_*`` hyperparameters."""
-    fields = ("budget", "lrs", "ratios", "lr_factor")
-    return SearchSettings(**{f: hparams[f"search_{f}"] for f in fields if f"search_{f}" in hparams})
+    return SearchSettings(**{k.removeprefix("search_"): v for k, v in hparams.items() if k.startswith("search_")})
 
 
 def search_strategy_problems(strategy: Any) -> list[str]:

@@ -26,7 +26,9 @@ TABLE_COLUMNS = ["lr", "ratio", "steps", "score", "rungs_reached"]
 
 def describe(outcome: SearchOutcome) -> list[str]:
     """The console lines of a search: its plan and cost, then the choice."""
-    plan = ", ".join(f"{r.cells} × {r.steps}" for r in outcome.rungs) or "none (one cell)"
+    if not outcome.rungs:
+        return [f"lit-loraplus: auto has one cell, η_A={outcome.lr:g}, λ={outcome.ratio:g}: nothing to search"]
+    plan = ", ".join(f"{r.cells} × {r.steps}" for r in outcome.rungs)
     share = outcome.extra_steps / outcome.total_steps
     corrected = (
         f" (best cell η_A={outcome.best.lr:g} × lr_factor {outcome.lr_factor:g})" if outcome.lr_factor != 1 else ""
