@@ -7,6 +7,7 @@ pure core loads no Lightning at run time is in test_package.py (a fresh interpre
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -28,7 +29,15 @@ MAX_LINES = 300
 def test_layer_contracts_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     """import-linter finds every import pointing down the layers and none of Lightning in the pure layers."""
     monkeypatch.chdir(REPO)
-    assert lint_imports(config_filename="pyproject.toml", no_cache=True, no_logo=True) == 0
+    # import-linter configures logging with disable_existing_loggers: without this, Lightning's loggers stay off for
+    # every later test of the session (caplog then captures nothing).
+    loggers = [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    disabled = [(lg, lg.disabled) for lg in loggers]
+    try:
+        assert lint_imports(config_filename="pyproject.toml", no_cache=True, no_logo=True) == 0
+    finally:
+        for lg, state in disabled:
+            lg.disabled = state
 
 
 def test_modules_are_short() -> None:

@@ -65,6 +65,8 @@ def test_budget_for_a_300_step_run() -> None:
         settings.plan(42, 300)
     assert SearchSettings(budget=330).plan(42, 300)[0].steps == 2
     assert settings.plan(1, 10) == []
+    with pytest.raises(ValueError, match=r"Invalid search settings: `budget=0` must be .* `halving=1` must be"):
+        SearchSettings(budget=0, halving=1)
 
 
 def test_keep_best_breaks_ties_by_order_and_drops_diverged_cells() -> None:
@@ -225,6 +227,14 @@ def test_auto_trains_bit_identically_to_its_choice_and_restores_everything(
     fit(fixed, glue(tiny_bert_dir, glue_dir), tmp_path / "fixed", callbacks=[fixed_steps])
     assert auto_steps.rows == fixed_steps.rows and len(auto_steps.rows) == 6
     assert_same_weights(trainable(auto), trainable(fixed))
+
+
+def test_one_cell_is_chosen_without_trials(tmp_path, tiny_bert_dir, glue_dir, caplog) -> None:
+    """lr="auto" over a single η_A: it is taken as it is, no step is spent, and the console says so."""
+    module = bert(tiny_bert_dir, lr="auto", search_lrs=[1e-3])
+    fit(module, glue(tiny_bert_dir, glue_dir), tmp_path, 2)
+    assert module.hparams.lr == 1e-3 and module.search_record["extra_steps"] == 0
+    assert "auto has one cell, η_A=0.001, λ=16: nothing to search" in caplog.text
 
 
 def test_too_small_a_budget_is_refused_before_any_step(tmp_path, tiny_bert_dir, glue_dir) -> None:

@@ -1,8 +1,9 @@
 """LoraPlusModule: fine-tune any Hugging Face transformers model with PEFT LoRA and LoRA+ groups.
 
-The module only wires: the model comes from :mod:`lit_loraplus.lora`, the optimizer groups and
-schedules from :mod:`lit_loraplus.optim`, the metrics from :mod:`lit_loraplus.metrics`, the
-checkpoint trimming from :mod:`lit_loraplus.checkpoint`.
+The module only wires: the model comes from :mod:`lit_loraplus.core.model`, the optimizer groups and
+schedules from :mod:`lit_loraplus.core.optim`, the metrics from :mod:`lit_loraplus.evaluation.metrics`,
+the checkpoint trimming from :mod:`lit_loraplus.training.checkpoint`, the ``lr``/``ratio="auto"``
+search from :mod:`lit_loraplus.training.search`.
 """
 
 from __future__ import annotations
