@@ -106,11 +106,22 @@ def fresh_python() -> Callable[[str], subprocess.CompletedProcess]:
     return run
 
 
+def child_environment() -> dict[str, str]:
+    """The environment of a test's child process: offline, one thread, tests/ and the repository importable."""
+    return os.environ | CHILD_ENV | {"PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO)])}
+
+
+@pytest.fixture(scope="session")
+def child_env() -> dict[str, str]:
+    """The environment of a test's child process (:func:`child_environment`); copy it before changing it."""
+    return child_environment()
+
+
 def run_cli(
     cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """Run ``lit-loraplus *args`` in a new process (offline, one thread, tests/ on PYTHONPATH); return it finished."""
-    env = os.environ | CHILD_ENV | {"PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO)])} | (env or {})
+    env = child_environment() | (env or {})
     command = [sys.executable, "-m", "lit_loraplus.cli", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 

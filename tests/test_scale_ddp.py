@@ -64,7 +64,7 @@ def command(tmp: Path, model: Path, glue: Path, devices: int, *extra: str, adapt
     """`lit-loraplus fit` in `tmp` with the config above: `devices` CPU processes, global batch 8 either way.
 
     Returns:
-        The command and its environment (offline, one thread per process, tests/ importable).
+        The command line (run it with the `child_env` fixture's environment).
     """
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "config.yaml").write_text(CONFIG)
@@ -72,13 +72,21 @@ def command(tmp: Path, model: Path, glue: Path, devices: int, *extra: str, adapt
     args += [f"--model.adapter={adapter}"] if adapter else []
     args += [f"--data.init_args.eval_batch_size={8 // devices}", f"--trainer.devices={devices}"]
     args += ["--trainer.strategy=ddp"] if devices > 1 else []
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return [sys.executable, "-m", "lit_loraplus.cli", *args, *extra], env
+    return [sys.executable, "-m", "lit_loraplus.cli", *args, *extra]
 
 
-def run(tmp: Path, model: Path, glue: Path, devices: int, *extra: str, adapter: Path | None = None, check: bool = True):
-    """Run :func:`command` to completion; with `check`, it must succeed."""
-    cmd, env = command(tmp, model, glue, devices, *extra, adapter=adapter)
+def run(
+    tmp: Path,
+    model: Path,
+    glue: Path,
+    devices: int,
+    *extra: str,
+    env: dict,
+    adapter: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run :func:`command` to completion in `env`; with `check`, it must succeed."""
+    cmd = command(tmp, model, glue, devices, *extra, adapter=adapter)
     result = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 or not check, result.stderr[-3000:]
     return result
@@ -95,13 +103,13 @@ def metrics(tmp: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_bert_dir, glue_dir, adapter) -> tuple[Path, Path]:
+def runs(tmp_path_factory, tiny_bert_dir, glue_dir, adapter, child_env) -> tuple[Path, Path]:
     """A 2-process DDP run (per-device batch 4) and a single-process run (batch 8), 4 steps each, dropout 0,
     both starting from the same saved adapter."""
     ddp = tmp_path_factory.mktemp("ddp")
     single = tmp_path_factory.mktemp("single")
-    run(ddp, tiny_bert_dir, glue_dir, 2, adapter=adapter)
-    run(single, tiny_bert_dir, glue_dir, 1, adapter=adapter)
+    run(ddp, tiny_bert_dir, glue_dir, 2, env=child_env, adapter=adapter)
+    run(single, tiny_bert_dir, glue_dir, 1, env=child_env, adapter=adapter)
     return ddp, single
 
 
@@ -157,7 +165,7 @@ def test_ddp_logs_from_rank_zero_only(runs) -> None:
 
 
 @pytest.mark.subprocess
-def test_group_mismatch_across_ranks_is_refused(tmp_path, tiny_bert_dir, glue_dir) -> None:
+def test_group_mismatch_across_ranks_is_refused(tmp_path, tiny_bert_dir, glue_dir, child_env) -> None:
     """When one rank's groups differ (here: rank 1's lora_B learning rate), every rank stops at fit start with an
     error naming the rank and the group, instead of training with different learning rates."""
     skew = [
@@ -165,7 +173,7 @@ def test_group_mismatch_across_ranks_is_refused(tmp_path, tiny_bert_dir, glue_di
         "--trainer.callbacks+=scale_helpers.SkewGroupsOnRank",
         "--trainer.callbacks.rank=1",
     ]
-    result = run(tmp_path, tiny_bert_dir, glue_dir, 2, *skew, check=False)
+    result = run(tmp_path, tiny_bert_dir, glue_dir, 2, *skew, env=child_env, check=False)
     assert result.returncode != 0
     assert "LoRA+ optimizer group 'lora_B' differs across ranks: rank 1 has" in result.stderr
     assert not (tmp_path / "record.rank0.jsonl").exists()  # no step was trained
@@ -183,7 +191,9 @@ def test_compare_group_descriptions_names_rank_and_group() -> None:
 
 
 @pytest.mark.subprocess
-def test_ddp_sigkill_then_resume_equals_uninterrupted_run(runs, tmp_path, tiny_bert_dir, glue_dir, adapter) -> None:
+def test_ddp_sigkill_then_resume_equals_uninterrupted_run(
+    runs, tmp_path, tiny_bert_dir, glue_dir, adapter, child_env
+) -> None:
     """Both DDP processes SIGKILLed at step 2 (after the step-2 checkpoint), then a new 2-process run with
     `--ckpt_path last`: steps 2-3 see the uninterrupted DDP run's rows and learning rates, and both ranks end with
     its adapters bit for bit."""
@@ -196,7 +206,7 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted_run(runs, tmp_path, tiny_b
     ]
     block = ["--trainer.callbacks+=scale_helpers.BlockAtStep", "--trainer.callbacks.step=2"]
     block.append(f"--trainer.callbacks.flag={flag}")
-    cmd, env = command(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, *block, adapter=adapter)
+    cmd, env = command(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, *block, adapter=adapter), child_env
     # A new session: rank 0 and the rank-1 process it launches share one process group to kill.
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
@@ -208,7 +218,7 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted_run(runs, tmp_path, tiny_b
     assert proc.wait(timeout=30) == -signal.SIGKILL
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
-    run(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, "--ckpt_path=last", adapter=adapter)
+    run(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, "--ckpt_path=last", env=child_env, adapter=adapter)
     for rank in (0, 1):
         reference, both = lr_rows(ddp / f"record.rank{rank}.jsonl"), lr_rows(tmp_path / f"record.rank{rank}.jsonl")
         assert [r["step"] for r in both[-2:]] == [2, 3]
@@ -221,7 +231,7 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted_run(runs, tmp_path, tiny_b
 @pytest.mark.subprocess
 @pytest.mark.parametrize("group", [False, True], ids=["rank0-alone", "process-group"])
 def test_ddp_sigterm_stops_every_rank_at_one_step_and_resumes_exactly(
-    group, runs, tmp_path, tiny_bert_dir, glue_dir, adapter
+    group, runs, tmp_path, tiny_bert_dir, glue_dir, adapter, child_env
 ) -> None:
     """SIGTERM at the start of step 1, to rank 0 alone or to every rank: both ranks finish step 1, last.ckpt holds
     step 2, the command exits with 75; `--ckpt_path auto` then continues to the uninterrupted run's adapters on
@@ -233,14 +243,14 @@ def test_ddp_sigterm_stops_every_rank_at_one_step_and_resumes_exactly(
         "--trainer.callbacks.step=1",
         f"--trainer.callbacks.group={group}",
     ]
-    cmd, env = command(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, *stop, adapter=adapter)
+    cmd, env = command(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, *stop, adapter=adapter), child_env
     # A new session: the process group holds rank 0 and the rank it launches, and not pytest.
     stopped = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
                              start_new_session=True)  # fmt: skip
     assert stopped.returncode == 75, stopped.stderr[-3000:]
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
-    run(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, "--ckpt_path=auto", adapter=adapter)
+    run(tmp_path, tiny_bert_dir, glue_dir, 2, *keep, "--ckpt_path=auto", env=child_env, adapter=adapter)
     for rank in (0, 1):
         reference, both = lr_rows(ddp / f"record.rank{rank}.jsonl"), lr_rows(tmp_path / f"record.rank{rank}.jsonl")
         assert [r["step"] for r in both] == [0, 1, 2, 3]  # steps 0-1 before the signal, 2-3 after the resume

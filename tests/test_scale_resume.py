@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -34,14 +33,14 @@ def test_atomic_save_replaces_and_leaves_no_temp_file(tmp_path) -> None:
 
 
 @pytest.mark.subprocess
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, reference_run, cli) -> None:
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, reference_run, cli, child_env) -> None:
     """`lit-loraplus fit` SIGKILLed at step 6 (after its step-6 checkpoint), then resumed in a new process with
     `--ckpt_path last`, ends with bit-identical adapters and saw the same learning rates and batches."""
     flag = tmp_path / "blocked"
     args = reference_run.args(tmp_path)
     block = ["--trainer.callbacks+=scale_helpers.BlockAtStep", "--trainer.callbacks.step=6"]
     block.append(f"--trainer.callbacks.flag={flag}")
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = child_env
     command = [sys.executable, "-m", "lit_loraplus.cli", *args, *block]
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -60,7 +59,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, reference_run, c
 
 
 @pytest.mark.subprocess
-def test_torn_checkpoint_write_keeps_previous_last(tmp_path, reference_run, cli) -> None:
+def test_torn_checkpoint_write_keeps_previous_last(tmp_path, reference_run, cli, child_env) -> None:
     """A crash half-way through writing the step-12 `last.ckpt` leaves the step-6 `last.ckpt` intact and loadable;
     `--ckpt_path last` resumes from it and reproduces the uninterrupted run exactly."""
     config = tmp_path / "torn.yaml"
@@ -68,7 +67,7 @@ def test_torn_checkpoint_write_keeps_previous_last(tmp_path, reference_run, cli)
         "trainer:\n  plugins:\n    - class_path: scale_helpers.TornWriteCheckpointIO\n      init_args: {crash_at: 4}\n"
     )
     args = reference_run.args(tmp_path)
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = child_env
     command = [sys.executable, "-m", "lit_loraplus.cli", *args, "--config", str(config)]
     crashed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert crashed.returncode == 3, crashed.stderr[-3000:]  # saves 1-2 at step 6, 3 (step=12 file), 4 dies

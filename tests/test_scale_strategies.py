@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -69,13 +68,13 @@ def test_fsdp_config_wraps_transformer_blocks_by_no_split_modules() -> None:
 
 
 @pytest.mark.subprocess
-def test_fsdp_on_cpu_keeps_roles_groups_and_names() -> None:
+def test_fsdp_on_cpu_keeps_roles_groups_and_names(child_env) -> None:
     """torch FSDP (gloo, CPU, 1 process; Lightning itself refuses the CPU) around tiny Llama / GPT-2 / BERT LoRA
     models: the policy wraps the transformer blocks (and BERT's embeddings, listed in its _no_split_modules) and
     each trainable leaf on its own, so no flat parameter mixes adapters with frozen weights; roles and groups built
     after wrapping equal those before, lora_B trains, and the full state dict holds every trainable parameter under
     its unwrapped name (what the adapter-only checkpoint keeps)."""
-    env = os.environ | {"PYTHONPATH": f"{REPO / 'tests'}", "OMP_NUM_THREADS": "1", "MASTER_PORT": "29541"}
+    env = child_env | {"MASTER_PORT": "29541"}
     script = REPO / "tests" / "fsdp_cpu_script.py"
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -210,11 +209,11 @@ def test_layer_regex_selects(tmp_path: Path) -> None:
 
 
 @pytest.mark.subprocess
-def test_ddp_logs_from_rank_zero_with_single_process_values(tmp_path: Path) -> None:
+def test_ddp_logs_from_rank_zero_with_single_process_values(tmp_path: Path, child_env: dict) -> None:
     """DDP on 2 CPU processes (gloo): only rank 0 hands lora/ metrics to its logger, and the logged Δ equal a
     single-process run on the same global batches within fp32 tolerance."""
     here = Path(__file__).resolve().parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
+    env = child_env
     script = here / "ddp_callbacks_script.py"
     done = subprocess.run(
         [sys.executable, str(script), "--devices", "2", "--out", str(tmp_path / "ddp")],
