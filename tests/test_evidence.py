@@ -211,3 +211,24 @@ def test_pilot_cell_is_the_recipes_when_set(tmp_path: Path) -> None:
     cola, sst2 = runner.pilot_spec("cola", "standard"), runner.pilot_spec("sst2", "standard")
     assert (cola.lr, cola.ratio) == (2.15e-4, 16.0)
     assert (sst2.lr, sst2.ratio) == (1e-3, 8.0)
+
+
+def test_the_evidence_pages_quote_the_committed_summary() -> None:
+    """The SST-2 numbers the docs quote (choice, paired difference, accuracy, crossing step, early-rung losses)
+    are those of benchmarks/results/evidence/summary.json, as `--phases report` writes it."""
+    repo = Path(__file__).resolve().parents[1]
+    sst2 = json.loads((repo / "benchmarks/results/evidence/summary.json").read_text())["sst2-standard"]
+    pages = [(repo / "docs/benchmarks" / name).read_text().replace("−", "-") for name in ("evidence.md", "index.md")]
+    loss = sst2["paired"]["loss"]
+    quoted = f"{loss['mean']:.4f} ± {loss['half_width']:.4f}"
+    assert all(quoted in page for page in pages), quoted
+    arms = sst2["arms"]
+    assert (arms["lora"]["choice"], arms["loraplus"]["choice"]) == ({"lr": 0.00215, "ratio": 1.0},
+                                                                    {"lr": 0.00215, "ratio": 4.0})  # fmt: skip
+    accuracy = {a: arms[a]["seeds"]["final"]["accuracy"]["mean"] for a in arms}
+    assert f"dev accuracy is {accuracy['loraplus']:.3f} against {accuracy['lora']:.3f}" in pages[0]
+    crossing = sst2["steps_to_target"]["loss"]["loraplus"]
+    assert f"step {crossing['steps']:.0f} of 400 ({crossing['speedup']:.2f}×)" in pages[0]
+    rung = {(c["lr"], c["ratio"]): c["rung_loss"] for a in arms.values() for c in a["grid"]}
+    assert f"0.650 and LoRA+ with\nλ = 32 is at {rung[(0.000464, 32.0)]:.3f}" in pages[0]
+    assert f"{rung[(0.000215, 1.0)]:.3f} against {rung[(0.000215, 32.0)]:.3f}" in pages[0]

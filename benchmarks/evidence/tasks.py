@@ -150,9 +150,9 @@ class SelectionGlueDataModule(GlueDataModule):
     training rows are identical, so a seed run differs from a selection run only in what it is scored on.
 
     The training order is a ``DistributedSampler`` shuffle (one replica), whose permutation depends only on
-    ``(seed, epoch)``: a run resumed mid-epoch then also sees the uninterrupted run's *later* epochs, which
-    the package's ``shuffle=True`` loader does not reproduce (its generator state after a mid-epoch restore
-    differs from the uninterrupted run's at the next epoch).
+    ``(seed, epoch)``, so a run resumed mid-epoch also sees the uninterrupted run's later epochs. (The package's
+    loaders now do the same with ``ShuffleSampler``; this benchmark keeps its own sampler so that every record
+    of one benchmark folder has the same data order.)
 
     Args:
         task: GLUE task key.
