@@ -107,6 +107,7 @@ def test_successive_halving_on_a_known_score() -> None:
         ({"ratio": "auto", "search_ratios": [4, 4]}, r"`search_ratios` repeats \[4\]"),
         ({"lr": "auto", "search_lrs": [], "search_lr_factor": 0}, r"`search_lrs=\[\]`.*`search_lr_factor=0`"),
         ({"lr": "fast"}, r"`lr='fast'` must be a positive finite number"),
+        ({"ratio": "auto", "search_score_on": "dev"}, r"`search_score_on='dev'` must be one of \['auto', 'valid"),
     ],
 )
 def test_search_settings_are_checked_with_the_others(settings, match) -> None:
@@ -326,15 +327,27 @@ def instructions(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "case", ["regression", "causal_lm", "no_validation", "accumulation_and_clipping", "bf16_mixed", "loraplus_init"]
+    "case",
+    [
+        "regression",
+        "causal_lm",
+        "no_validation",
+        "scored_on_train",
+        "accumulation_and_clipping",
+        "bf16_mixed",
+        "loraplus_init",
+    ],
 )
 def test_auto_works_across_tasks_and_training_settings(
     case, tmp_path, tiny_bert_dir, tiny_llama_dir, glue_dir, instructions
 ):
     """STS-B regression, a causal LM on instructions, a run given only a train loader (scored on held-out training
-    rows), gradient accumulation with clipping, bf16 autocast and the paper's init all search and train: every
-    trial is scored with a finite loss, the plan's steps are spent and the run then trains its steps."""
+    rows), a run whose validation data the search must not see (``search_score_on="train"``), gradient accumulation
+    with clipping, bf16 autocast and the paper's init all search and train: every trial is scored with a finite
+    loss, the plan's steps are spent and the run then trains its steps."""
     settings, trainer, data = {"lr": "auto", "search_lrs": [1e-3, 1e-2], "search_budget": 6}, {}, None
+    if case == "scored_on_train":
+        settings["search_score_on"] = "train"
     if case == "regression":
         module, data = bert(tiny_bert_dir, num_labels=1, **settings), glue(tiny_bert_dir, glue_dir, "stsb")
     elif case == "causal_lm":
@@ -357,8 +370,20 @@ def test_auto_works_across_tasks_and_training_settings(
     record = module.search_record
     assert record["extra_steps"] == 6 and [(r["cells"], r["steps"]) for r in record["rungs"]] == [(2, 3)]
     assert all(t["steps"] == 3 and math.isfinite(t["scores"][0]) for t in record["trials"])
-    assert record["scored_on"] == ("held-out training rows" if case == "no_validation" else "validation rows")
+    held_out = case in ("no_validation", "scored_on_train")
+    assert record["scored_on"] == ("held-out training rows" if held_out else "validation rows")
     assert module.hparams.lr in (1e-3, 1e-2) and len(steps.rows) == 4 * trainer.get("accumulate_grad_batches", 1)
+
+
+def test_scoring_on_validation_without_validation_data_is_refused(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """``search_score_on="validation"`` with only a train loader fails before any trial, naming the setting and
+    the two ways out."""
+    data = glue(tiny_bert_dir, glue_dir)
+    data.setup("fit")
+    module = bert(tiny_bert_dir, lr="auto", search_lrs=[1e-3, 1e-2], search_budget=6, search_score_on="validation")
+    with pytest.raises(ValueError, match=r"`search_score_on='validation'`.* no validation data.*'train'"):
+        fit(module, data.train_dataloader(), tmp_path, 4)
+    assert module.search_record is None
 
 
 # --- DDP ------------------------------------------------------------------------------------------------------------

@@ -17,19 +17,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from lit_loraplus.core.checks import (
     distinct_positives,
     int_at_least,
     is_int_at_least,
     is_positive,
+    one_of,
     positive,
     raise_problems,
 )
 
 AUTO = "auto"
 Auto = Literal["auto"]
+ScoreOn = Literal["auto", "validation", "train"]
 DEFAULT_LR = 2e-4  # LoraPlusModule's η_A; the η_A ladder is centred on the rung nearest to it
 SEARCH_RATIOS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # 2^0..2^5: plain LoRA to twice the paper's 2^4
 LADDER_HALF_WIDTH = 3  # ladder rungs either side of the centre: one decade each way
@@ -95,6 +97,10 @@ class SearchSettings:
         min_steps: The shortest first rung the search accepts: below it, cells are compared after too few
             steps to tell them apart, and the budget is refused.
         score_batches: Held-out batches (forward passes only) that score every cell at the end of a rung.
+        score_on: Where the scoring batches come from: ``"validation"`` (the first rows of the validation
+            data, which must carry labels), ``"train"`` (training rows held out from every trial; keeps the
+            validation data unseen by the choice, e.g. when it is the split you report) or ``"auto"``
+            (validation rows where the validation batches carry labels, else held-out training rows).
     """
 
     budget: int | float = 0.1
@@ -104,6 +110,7 @@ class SearchSettings:
     halving: int = 2
     min_steps: int = 2
     score_batches: int = 4
+    score_on: ScoreOn = "auto"
 
     def __post_init__(self) -> None:
         raise_problems(self.problems_in(asdict(self), prefix=""), "search settings")
@@ -129,6 +136,7 @@ class SearchSettings:
         problems += int_at_least(f"{prefix}halving", get("halving", 2), 2)
         problems += int_at_least(f"{prefix}min_steps", get("min_steps", 2), 1)
         problems += int_at_least(f"{prefix}score_batches", get("score_batches", 4), 1)
+        problems += one_of(f"{prefix}score_on", get("score_on", "auto"), get_args(ScoreOn))
         return problems
 
     def grid(self, lr: float | str, ratio: float | str) -> list[tuple[float, float]]:

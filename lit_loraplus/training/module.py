@@ -33,7 +33,7 @@ from lit_loraplus.core.optim import configure_loraplus_optimizers
 from lit_loraplus.core.quantization import Quantization, quantization_kwargs
 from lit_loraplus.core.rng import rng_state, set_rng_state
 from lit_loraplus.core.schedule import LRScheduleName, RatioScheduleName
-from lit_loraplus.core.search import DEFAULT_LR, Auto
+from lit_loraplus.core.search import DEFAULT_LR, Auto, ScoreOn
 from lit_loraplus.core.settings import DEFAULT_RATIO, GroupSettings
 from lit_loraplus.evaluation.metrics import KeyedMetric, build_metrics, default_metrics, update_metrics
 from lit_loraplus.training import checkpoint as ckpt
@@ -109,10 +109,13 @@ class LoraPlusModule(L.LightningModule):
         search_ratios: The λ values ``ratio="auto"`` tries (default: 1, 2, 4, 8, 16, 32).
         search_lr_factor: Multiplies the η_A the search picks, to correct the short-horizon bias
             (short trials favour larger rates than a full run's best). 1.0 corrects nothing.
+        search_score_on: What scores the search's cells: ``"auto"`` (the validation data where its batches
+            carry labels, else training rows held out from every trial), ``"validation"`` or ``"train"``
+            (keeps the validation data unseen by the choice, e.g. when it is the split you report).
 
     ``"auto"``: before the first optimizer step of ``fit``, every (η_A, λ) cell trains a few steps from
     the run's initial state on the run's own training data at constant rates, is scored on held-out
-    batches (the validation data, else held-out training rows), and the better half continues twice
+    batches (the validation data, else held-out training rows: ``search_score_on``), and the better half continues twice
     as long, until two are left (successive halving, :mod:`lit_loraplus.training.search`). The
     module is then restored exactly (weights, buffers, modes, random generators; the training loader
     is never touched) and trains with the choice, with its optimizer and schedules built as for
@@ -163,6 +166,7 @@ class LoraPlusModule(L.LightningModule):
         search_lrs: list[float] | None = None,
         search_ratios: list[float] | None = None,
         search_lr_factor: float = 1.0,
+        search_score_on: ScoreOn = "auto",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])

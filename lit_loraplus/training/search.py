@@ -197,7 +197,9 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
     rungs = settings.plan(len(cells), total_steps)
     data, scored_on = None, "nothing (one cell)"
     if rungs:
-        data = SearchData(trainer, rungs[-1].steps * trainer.accumulate_grad_batches, settings.score_batches)
+        data = SearchData(
+            trainer, rungs[-1].steps * trainer.accumulate_grad_batches, settings.score_batches, settings.score_on
+        )
         scored_on = data.scored_on
     trials = _Trials(module, trainer, cells, data)
     try:

@@ -8,8 +8,8 @@ were. Under DDP each rank takes every ``world_size``-th index: its own shard, as
 
 - **Trial batches**: a seeded permutation of the training rows (the same on every run).
 - **Scoring batches**: the first rows of the validation set; without one (or when its batches carry
-  no ``labels``, e.g. MMLU questions), rows held out from the front of the trial permutation, which
-  no trial trains on.
+  no ``labels``, e.g. MMLU questions), or with ``score_on="train"``, rows held out from the front of
+  the trial permutation, which no trial trains on.
 """
 
 from __future__ import annotations
@@ -78,6 +78,8 @@ class SearchData:
         trainer: The fitting trainer (its data sources are read, its loaders never iterated).
         trial_batches: Training batches the longest trial needs (its steps × gradient accumulation).
         score_batches: Batches that score a cell.
+        score_on: ``"validation"``, ``"train"`` or ``"auto"`` (see
+            :attr:`~lit_loraplus.core.search.SearchSettings.score_on`).
 
     Attributes:
         trial: The trial batches, in order (CPU); a trial's step k uses the k-th ``accumulate_grad_batches`` of them.
@@ -85,10 +87,11 @@ class SearchData:
         scored_on: ``"validation rows"`` or ``"held-out training rows"``.
 
     Raises:
-        ValueError: For data the search cannot index (an iterable dataset, a loader without a batch size).
+        ValueError: For data the search cannot index (an iterable dataset, a loader without a batch size), or
+            ``score_on="validation"`` without labelled validation batches.
     """
 
-    def __init__(self, trainer: L.Trainer, trial_batches: int, score_batches: int) -> None:
+    def __init__(self, trainer: L.Trainer, trial_batches: int, score_batches: int, score_on: str = "auto") -> None:
         # Lightning keeps what `fit` was given in these sources; asking them for loaders builds new ones (a data
         # module's hook) or returns the given ones, which are only read here, never iterated.
         train = _source_loader(trainer.fit_loop._data_source, "training")
@@ -98,7 +101,14 @@ class SearchData:
         size = _batch_size(train)
         order = torch.randperm(len(train.dataset), generator=torch.Generator().manual_seed(SEARCH_SEED)).tolist()
         shard = order[rank::world]
-        self.score, self.scored_on = self._validation(trainer, score_batches, world, rank), "validation rows"
+        validation = [] if score_on == "train" else self._validation(trainer, score_batches, world, rank)
+        if score_on == "validation" and not validation:
+            raise ValueError(
+                "`search_score_on='validation'` scores the search on validation batches, but `fit` has no validation "
+                "data whose batches carry `labels`: give it validation data, or set `model.search_score_on` to "
+                "'train' (held-out training rows) or 'auto'."
+            )
+        self.score, self.scored_on = validation, "validation rows"
         if not self.score:
             held = min(score_batches * size, len(shard) // 2)
             self.score, self.scored_on = _collate(train, shard[:held], size), "held-out training rows"
