@@ -13,11 +13,14 @@ import pytest
 from scipy import stats
 
 from benchmarks.evidence.__main__ import main
+from benchmarks.evidence.auto import VARIANTS, random_cell, search_space, variant_spec
 from benchmarks.evidence.common import paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
 from benchmarks.evidence.search import extension, promote, search_arm
-from benchmarks.evidence.tasks import Protocol, SelectionGlueDataModule, ladder_lr, ladder_step, smoke_recipe
+from benchmarks.evidence.tasks import RECIPES, Protocol, SelectionGlueDataModule, ladder_lr, ladder_step, smoke_recipe
+from lit_loraplus.core.search import DEFAULT_LR, SearchSettings
+from lit_loraplus.core.settings import DEFAULT_RATIO
 
 
 def test_t_interval_matches_hand_computation() -> None:
@@ -162,8 +165,9 @@ def test_prefix_then_resume_equals_the_uninterrupted_run(tmp_path: Path, tiny_be
 
 def test_smoke_run_writes_records_and_report_then_resumes(tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path,
                                                           capsys: pytest.CaptureFixture) -> None:  # fmt: skip
-    """Every phase on a tiny BERT (≈ 10 s): a pilot, rung and full selection runs scored on the selection split only,
-    the chosen cells on seeds 1 and 2 scored on dev (paired), summary/figures/report; a rerun trains nothing."""
+    """Every phase on a tiny BERT (≈ 20 s): a pilot, rung and full selection runs scored on the selection split only,
+    the chosen cells on seeds 1 and 2 scored on dev (paired), the auto variants on the same seeds (their searches
+    scored on held-out training rows, never dev), summary/figures/report; a rerun trains nothing."""
     out = tmp_path / "out"
     argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
             str(glue_dir), "--max-extensions", "1"]  # fmt: skip
@@ -171,13 +175,24 @@ def test_smoke_run_writes_records_and_report_then_resumes(tmp_path: Path, tiny_b
     records = [json.loads(p.read_text()) for p in sorted((out / "runs").rglob("*.json"))]
     kinds = [r["spec"]["kind"] for r in records]
     assert kinds.count("pilot") == 1 and kinds.count("rung") >= 2 and kinds.count("full") >= 2
-    assert all(r["evaluate_on"] == ("dev" if r["spec"]["kind"] == "seed" else "selection") for r in records)
+    assert all(r["evaluate_on"] == ("dev" if r["spec"]["kind"] in ("seed", "auto") else "selection") for r in records)
+    auto = [r for r in records if r["spec"]["kind"] == "auto"]
+    assert sorted((r["spec"]["variant"], r["spec"]["seed"]) for r in auto) == sorted(
+        (v, s) for v in VARIANTS for s in (1, 2)
+    )
+    searched = [r["search"] for r in auto if r["spec"]["variant"] in ("auto", "auto-ratio")]
+    assert len(searched) == 4 and all(s["scored_on"] == "held-out training rows" for s in searched)
     seeds = [r["spec"] for r in records if r["spec"]["kind"] == "seed"]
     assert sorted((s["ratio"] == 1, s["seed"]) for s in seeds) == [(False, 1), (False, 2), (True, 1), (True, 2)]
     assert all(r["resumed_from"] == 2 for r in records if r["spec"]["kind"] == "full")
     summary = json.loads((out / "summary.json").read_text())["sst2-standard"]
     assert set(summary["arms"]) == {"lora", "loraplus"} and summary["paired"]["loss"]["keys"] == [1, 2]
     assert summary["arms"]["lora"]["cells_rung"] == len(summary["arms"]["lora"]["lrs"])
+    assert set(summary["auto"]) == set(VARIANTS)
+    assert summary["auto"]["auto"]["paired"]["best_cell"]["loss"]["keys"] == [1, 2]
+    default = {"seed": 1, "lr": DEFAULT_LR, "ratio": DEFAULT_RATIO, "extra_steps": 0}
+    assert summary["auto"]["default"]["chosen"][0] == default
+    assert "auto − best_cell" in (out / "report.md").read_text()
     for name in ("figures/curves_sst2-standard.png", "figures/selection_sst2-standard.png", "report.md"):
         assert (out / name).stat().st_size > 0
     capsys.readouterr()
@@ -185,6 +200,25 @@ def test_smoke_run_writes_records_and_report_then_resumes(tmp_path: Path, tiny_b
     assert main(argv) == 0
     assert "start " not in capsys.readouterr().out
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
+
+
+def test_auto_variants_search_the_grids_space_within_the_budget_they_need() -> None:
+    """The random cell is a fixed draw from the auto search space; each search variant gets 10 % of N, or the least
+    its plan accepts where that is more; an unknown variant is refused."""
+    protocol, recipe = Protocol(), RECIPES["sst2"]
+    space = search_space(protocol)
+    assert len(space) == 5 * 6 and (2.15e-3, 1.0) in space and (4.64e-3, 32.0) in space
+    draws = [random_cell(protocol, "sst2", "standard", seed) for seed in (1, 2, 3, 4, 5)]
+    assert draws == [random_cell(protocol, "sst2", "standard", seed) for seed in (1, 2, 3, 4, 5)]
+    assert all(cell in space for cell in draws) and len(set(draws)) > 1
+    budgets = {v: dict(variant_spec(v, "sst2", "standard", 1, protocol, recipe).settings).get("search_budget")
+               for v in ("auto", "auto-ratio", "auto-lr")}  # fmt: skip
+    assert budgets == {"auto": 186, "auto-ratio": 40, "auto-lr": 40}  # 30 cells need 93 × 2 steps; 10 % of 400
+    auto = dict(variant_spec("auto", "sst2", "standard", 1, protocol, recipe).settings)
+    settings = SearchSettings(**{k.removeprefix("search_"): v for k, v in auto.items()})
+    assert settings.plan(len(space), recipe.steps)[0].steps == 2  # the shortest plan the search accepts
+    with pytest.raises(ValueError, match="unknown auto variant 'grid'"):
+        variant_spec("grid", "sst2", "standard", 1, protocol, recipe)
 
 
 def test_records_match_their_recipe_across_added_settings() -> None:

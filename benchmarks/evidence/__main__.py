@@ -15,6 +15,8 @@ Protocol (per task: SST-2, MRPC, CoLA; MiniLM, standard init, r = α = 8, dropou
             N; the best at N is the arm's choice; a choice on the η_A edge extends the arm's grid.
     seeds   each arm's choice on fresh seeds 1..5 (pairs share data order and init), scored on GLUE dev
             every N/10 steps.
+    auto    lr/ratio "auto", the package's defaults and a random cell on the same seeds, scored on dev
+            (benchmarks.evidence.auto): does the in-run search match the grid's best cell?
     report  summary.json, figures/, report.md from the records alone.
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
@@ -35,7 +37,7 @@ from benchmarks.evidence.runner import BudgetSpent, Runner
 from benchmarks.evidence.runs import Paths
 from benchmarks.evidence.tasks import RECIPES, Protocol, ladder_lr, smoke_recipe
 
-PHASES = ("pilot", "select", "seeds", "report")
+PHASES = ("pilot", "select", "seeds", "auto", "report")
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 runner.select(task)
             if "seeds" in args.phases:
                 runner.seeds(task)
+            if "auto" in args.phases:
+                runner.auto(task)
     except BudgetSpent as stop:
         print(stop, flush=True)
     if "report" in args.phases:

@@ -99,3 +99,12 @@ def steps_to_reach(steps: Sequence[int], values: Sequence[float], target: float,
             return {"steps": float(step), "bound": True}
         return {"steps": s0 + (target - v0) / (value - v0) * (step - s0), "bound": False}
     return {"steps": None, "bound": False}
+
+
+def format_interval(stats: dict[str, Any] | None, digits: int = 3) -> str:
+    """``mean ± half-width`` of a :func:`t_interval` result (the half-width left out when undefined; – for none)."""
+    if not stats or stats.get("mean") is None or math.isnan(stats["mean"]):
+        return "–"
+    text = f"{stats['mean']:.{digits}f}"
+    half = stats.get("half_width")
+    return text if half is None or math.isnan(half) else f"{text} ± {half:.{digits}f}"

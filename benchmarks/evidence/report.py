@@ -14,7 +14,16 @@ import statistics
 from typing import Any
 
 from benchmarks.evidence import figures
-from benchmarks.evidence.common import Record, as_float, paired_difference, read_records, steps_to_reach, t_interval
+from benchmarks.evidence.auto import best_grid_cell, markdown_auto, summarise_auto
+from benchmarks.evidence.common import (
+    Record,
+    as_float,
+    format_interval,
+    paired_difference,
+    read_records,
+    steps_to_reach,
+    t_interval,
+)
 from benchmarks.evidence.runner import Runner
 from benchmarks.evidence.search import ArmSearch
 from benchmarks.harness.results import write_json_atomic
@@ -100,8 +109,9 @@ def arm_summary(state: ArmSearch) -> dict[str, Any]:
 def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
     """The summary of one task and init (None if it has no records yet)."""
     recipe, out = runner.recipes[task], runner.paths.out
-    every = [r for r in read_records(out / "runs" / task) if r["spec"]["init"] == init]
-    if not every:
+    found = [r for r in read_records(out / "runs" / task) if r["spec"]["init"] == init]
+    every = [r for r in found if r["spec"]["kind"] != "auto"]
+    if not found:
         return None
     summary: dict[str, Any] = {"recipe": every[0]["recipe"], "runs": len(every),
                                "cpu_hours": sum(r["timing"]["cpu_s"] for r in every) / 3600}  # fmt: skip
@@ -132,16 +142,13 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
         summary["steps_to_target"] = {k: steps_to_target(seeds["lora"], seeds["loraplus"], k, recipe.steps)
                                       for k in keys}  # fmt: skip
         summary["curves"] = {arm: {k: band(records, k) for k in keys} for arm, records in seeds.items()}
+    if auto := [r for r in found if r["spec"]["kind"] == "auto"]:
+        best = best_grid_cell(states)
+        reference = seeds[best[0]] if best else []
+        summary["auto_reference"] = {"arm": best[0], "cell": list(best[1])} if best else None
+        summary["auto"] = summarise_auto(auto, reference, metric_keys(auto + reference), recipe.steps)
+        summary["auto_runs"] = {"runs": len(auto), "cpu_hours": sum(r["timing"]["cpu_s"] for r in auto) / 3600}
     return summary
-
-
-def _ci(stats: dict[str, Any] | None, digits: int = 3) -> str:
-    """``mean ± half-width`` (the half-width left out when it is undefined)."""
-    if not stats or stats.get("mean") is None:
-        return "–"
-    text = f"{stats['mean']:.{digits}f}"
-    half = stats.get("half_width")
-    return text if half is None or half != half else f"{text} ± {half:.{digits}f}"
 
 
 def _reach(reach: dict[str, Any]) -> str:
@@ -158,7 +165,7 @@ def _arm_row(arm: str, info: dict[str, Any], keys: list[str]) -> str:
     choice = f"{info['choice']['lr']:g}, {info['choice']['ratio']:g}" if info["choice"] else "–"
     grid = ", ".join(f"{v:g}" for v in info["lrs"]) + (" (capped)" if info["capped"] else "")
     seeds = info.get("seeds", {})
-    values = [_ci(seeds.get("final", {}).get(k)) for k in keys]
+    values = [format_interval(seeds.get("final", {}).get(k)) for k in keys]
     cells = [arm, choice, f"{info['cells_rung']} / {info['cells_full']}", grid, str(len(seeds.get("seeds", [])))]
     learns = seeds.get("learns")
     return "| " + " | ".join([*cells, *values, "–" if learns is None else str(learns)]) + " |"
@@ -182,9 +189,12 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append("")
         for key in keys:
             diff = task["paired"][key]
-            lines.append(f"- {key}: paired LoRA+ − LoRA {_ci(diff, 4)} (95 % t-interval, n = {diff['n']}); "
+            lines.append(f"- {key}: paired LoRA+ − LoRA {format_interval(diff, 4)} (95 % t-interval, n = {diff['n']}); "
                          f"{_reach(task['steps_to_target'][key])}.")  # fmt: skip
         lines += [f"- {task['runs']} runs, {task['cpu_hours']:.2f} CPU hours.", ""]
+        if "auto" in task:
+            lines += markdown_auto(task["auto"], task["auto_reference"])
+            lines += [f"- {task['auto_runs']['runs']} runs, {task['auto_runs']['cpu_hours']:.2f} CPU hours.", ""]
     return "\n".join(lines) + "\n"
 
 

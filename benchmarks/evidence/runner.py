@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, fields
 from typing import Any
 
+from benchmarks.evidence.auto import VARIANTS, variant_spec
 from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
@@ -162,6 +163,13 @@ class Runner:
             for seed in self.protocol.seeds:
                 for state in states.values():
                     self.run(RunSpec(task, init, *state.choice, seed, "seed"))
+
+    def auto(self, task: str) -> None:
+        """The zero-tuning comparison's variants (:mod:`benchmarks.evidence.auto`) on every fresh seed, seed by seed."""
+        for init in self.inits:
+            for seed in self.protocol.seeds:
+                for variant in VARIANTS:
+                    self.run(variant_spec(variant, task, init, seed, self.protocol, self.recipes[task]))
 
 
 def same_recipe(stored: dict[str, Any], recipe: Recipe) -> bool:

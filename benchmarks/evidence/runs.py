@@ -26,7 +26,7 @@ from benchmarks.evidence.tasks import Recipe, SelectionGlueDataModule
 from benchmarks.harness.curves import CurveRecorder
 from lit_loraplus import LoraPlusModule
 
-Kind = Literal["pilot", "rung", "full", "seed"]
+Kind = Literal["pilot", "rung", "full", "seed", "auto"]
 SELECTION_SEED = 0  # every selection run (pilot, rung, full); seed runs use fresh seeds 1, 2, ...
 
 
@@ -40,26 +40,33 @@ class RunSpec:
         lr: η_A.
         ratio: λ = η_B / η_A (1: plain LoRA).
         seed: Seed of the initialisation and the data order.
-        kind: ``pilot``, ``rung`` (stops at the rung step), ``full`` (rung run continued to N) or ``seed``
-            (a chosen cell on a fresh seed, scored on GLUE dev).
+        kind: ``pilot``, ``rung`` (stops at the rung step), ``full`` (rung run continued to N), ``seed``
+            (a chosen cell on a fresh seed, scored on GLUE dev) or ``auto`` (a variant of the zero-tuning
+            comparison on a fresh seed, scored on GLUE dev: :mod:`benchmarks.evidence.auto`).
+        variant: The ``auto`` run's variant (empty for the grid's runs).
+        settings: Further ``LoraPlusModule`` arguments, as ``(name, value)`` pairs (the search's settings).
     """
 
     task: str
     init: str
-    lr: float
-    ratio: float
+    lr: float | str
+    ratio: float | str
     seed: int
     kind: Kind
+    variant: str = ""
+    settings: tuple[tuple[str, Any], ...] = ()
 
     @property
     def run_id(self) -> str:
-        """File-name-safe id, e.g. ``sst2-standard-lr0.001-ratio8-seed0``."""
+        """File-name-safe id, e.g. ``sst2-standard-lr0.001-ratio8-seed0`` or ``sst2-standard-auto-seed1``."""
+        if self.variant:
+            return f"{self.task}-{self.init}-{self.variant}-seed{self.seed}"
         return f"{self.task}-{self.init}-lr{self.lr:.3g}-ratio{self.ratio:g}-seed{self.seed}"
 
     @property
     def evaluate_on(self) -> Literal["selection", "dev"]:
-        """The split a run is scored on: dev for seed runs only."""
-        return "dev" if self.kind == "seed" else "selection"
+        """The split a run is scored on: dev for seed and auto runs, the selection split for the rest."""
+        return "dev" if self.kind in ("seed", "auto") else "selection"
 
 
 @dataclass(frozen=True)
@@ -143,13 +150,14 @@ def build_run(spec: RunSpec, recipe: Recipe, paths: Paths) -> tuple[LoraPlusModu
         dropout=0.1, target_modules=list(recipe.target_modules), init=spec.init, lr=spec.lr, ratio=spec.ratio,
         lr_schedule="linear", warmup_steps=0, head_lr=recipe.head_lr,
         optimizer=functools.partial(torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-8),
+        **{name: list(value) if isinstance(value, tuple) else value for name, value in spec.settings},
     )  # fmt: skip
     return module, data
 
 
 def eval_every(spec: RunSpec, recipe: Recipe) -> int:
-    """Steps between evaluations: N / curve_points for pilot and seed runs, the rung step for rung/full runs."""
-    return recipe.steps // recipe.curve_points if spec.kind in ("pilot", "seed") else recipe.rung_step
+    """Steps between evaluations: N / curve_points for pilot, seed and auto runs, the rung step for rung/full runs."""
+    return recipe.steps // recipe.curve_points if spec.kind in ("pilot", "seed", "auto") else recipe.rung_step
 
 
 def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = None) -> Record:
@@ -164,7 +172,8 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
 
     Returns:
         ``spec``, ``recipe``, ``evaluate_on``, ``train`` ([step, loss]), ``evals``, ``final`` (the last
-        evaluation), ``resumed_from`` (step), ``timing`` and ``versions``.
+        evaluation), ``resumed_from`` (step), ``search`` (what an ``"auto"`` setting searched and chose, else
+        None), ``timing`` and ``versions``.
     """
     started = (time.perf_counter(), time.process_time())
     module, data = build_run(spec, recipe, paths)
@@ -201,6 +210,7 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
         "evals": evals,
         "final": evals[-1] if evals else {},
         "resumed_from": recipe.rung_step if resume else None,
+        "search": module.search_record,
         "timing": recorder.timing(started) | {"torch_threads": torch.get_num_threads()},
         "versions": {"lit_loraplus": lit_loraplus.__version__, "torch": torch.__version__,
                      "lightning": L.__version__, "python": sys.version.split()[0]},

@@ -1,0 +1,151 @@
+"""The zero-tuning comparison (phase ``auto``): ``lr``/``ratio="auto"`` against the grid, the defaults and chance.
+
+On the grid's fresh seeds, scored on GLUE dev like the seed runs, each task trains these variants:
+
+    auto        lr and ratio "auto" over the grid's η_A values × λ ∈ {1, 2, 4, 8, 16, 32}
+    auto-ratio  ratio "auto" (λ ∈ {1, ..., 32}) at the package's default η_A
+    auto-lr     lr "auto" over the grid's η_A values at the package's default λ
+    default     the package's fixed defaults (η_A, λ)
+    random      one cell of the ``auto`` search space, drawn per seed (the baseline a search must beat)
+
+Each search gets the package's default budget (10 % extra steps) or, where that is too small for its
+cells (``auto`` at these run lengths), the least its plan accepts; the report gives the share of N it took.
+The searches are scored on training rows held out from their trials (``search_score_on="train"``), never on
+dev, and train on the rows the grid trained on; the best grid cell's seed runs are the reference. Pairs share
+the seed, hence the data order and the initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from typing import Any
+
+from benchmarks.evidence.common import Record, as_float, format_interval, paired_difference, t_interval
+from benchmarks.evidence.runs import RunSpec
+from benchmarks.evidence.search import ArmSearch, Cell
+from benchmarks.evidence.tasks import Protocol, Recipe
+from lit_loraplus.core.search import DEFAULT_LR, SEARCH_RATIOS, SearchSettings, halving_rungs, plan_cost
+from lit_loraplus.core.settings import DEFAULT_RATIO
+
+VARIANTS = ("auto", "auto-ratio", "auto-lr", "default", "random")
+DEFAULT_BUDGET = SearchSettings().budget
+
+
+def search_space(protocol: Protocol) -> list[Cell]:
+    """The cells the ``auto`` variant searches and ``random`` draws from: the grid's η_A × λ ∈ {1, ..., 32}."""
+    return [(lr, float(ratio)) for lr in sorted(protocol.lrs) for ratio in SEARCH_RATIOS]
+
+
+def random_cell(protocol: Protocol, task: str, init: str, seed: int) -> Cell:
+    """The ``random`` variant's cell for one seed: a fixed draw (string-seeded, so the same on every machine)."""
+    return random.Random(f"{task}/{init}/{seed}").choice(search_space(protocol))
+
+
+def needed_budget(cells: int, steps: int) -> int:
+    """Extra steps a search over ``cells`` cells takes: the default 10 % of ``steps``, or what its shortest
+    acceptable plan needs where that is more."""
+    settings = SearchSettings()
+    shortest = plan_cost(halving_rungs(cells, 1, settings.halving)) * settings.min_steps if cells > 1 else 0
+    return max(1, math.floor(DEFAULT_BUDGET * steps), shortest)
+
+
+def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protocol, recipe: Recipe) -> RunSpec:
+    """The run of one variant on one seed (see the module docstring).
+
+    Raises:
+        ValueError: For an unknown variant.
+    """
+    lrs = tuple(sorted(protocol.lrs))
+
+    def search(lr: float | str, ratio: float | str, cells: int) -> RunSpec:
+        budget = needed_budget(cells, recipe.steps)
+        settings = (("search_lrs", lrs), ("search_ratios", SEARCH_RATIOS), ("search_budget", budget),
+                    ("search_score_on", "train"))  # fmt: skip
+        return RunSpec(task, init, lr, ratio, seed, "auto", variant, settings)
+
+    if variant == "auto":
+        return search("auto", "auto", len(lrs) * len(SEARCH_RATIOS))
+    if variant == "auto-ratio":
+        return search(DEFAULT_LR, "auto", len(SEARCH_RATIOS))
+    if variant == "auto-lr":
+        return search("auto", DEFAULT_RATIO, len(lrs))
+    if variant == "default":
+        return RunSpec(task, init, DEFAULT_LR, DEFAULT_RATIO, seed, "auto", variant)
+    if variant == "random":
+        return RunSpec(task, init, *random_cell(protocol, task, init, seed), seed, "auto", variant)
+    raise ValueError(f"unknown auto variant {variant!r}: use one of {list(VARIANTS)}")
+
+
+def best_grid_cell(states: dict[str, ArmSearch]) -> tuple[str, Cell] | None:
+    """The arm and cell of lowest selection loss at N among the arms' choices (None until both have chosen)."""
+    if not all(s.complete and s.choice for s in states.values()):
+        return None
+    arm = min(states, key=lambda a: (states[a].full_loss[states[a].choice], a))
+    return arm, states[arm].choice
+
+
+def _chosen(record: Record) -> dict[str, Any]:
+    """The (η_A, λ) a run trained with, and the extra steps its search took (0 without a search)."""
+    search = record.get("search")
+    if search:
+        return {"lr": search["chosen"]["lr"], "ratio": search["chosen"]["ratio"], "extra_steps": search["extra_steps"]}
+    return {"lr": record["spec"]["lr"], "ratio": record["spec"]["ratio"], "extra_steps": 0}
+
+
+def summarise_auto(records: list[Record], reference: list[Record], keys: list[str], steps: int) -> dict[str, Any]:
+    """Each variant's dev results and its paired differences against the best grid cell, the defaults and random.
+
+    Args:
+        records: The ``auto`` runs of one task and init (every variant).
+        reference: The seed runs of the best grid cell.
+        keys: Held-out keys to compare (``loss`` first).
+        steps: N (extra steps are also given as a share of it).
+
+    Returns:
+        Per variant: ``seeds``, ``final`` (t-intervals per key), ``chosen`` per seed, ``extra_steps`` (mean and
+        share of N), and ``paired`` against ``best_cell``, ``default`` and ``random`` (variant − baseline).
+    """
+    by_variant: dict[str, dict[int, Record]] = {}
+    for record in records:
+        by_variant.setdefault(record["spec"]["variant"], {})[record["spec"]["seed"]] = record
+    baselines = {"best_cell": {r["spec"]["seed"]: r for r in reference}, **by_variant}
+    summary: dict[str, Any] = {}
+    for variant in (v for v in VARIANTS if v in by_variant):
+        runs = by_variant[variant]
+        chosen = [{"seed": seed, **_chosen(r)} for seed, r in sorted(runs.items())]
+        extra = statistics.fmean(c["extra_steps"] for c in chosen)
+        paired = {
+            base: {k: paired_difference(*({s: as_float(r["final"].get(k)) for s, r in side.items()}
+                                          for side in (baselines[base], runs))) for k in keys}
+            for base in ("best_cell", "default", "random") if base != variant and baselines.get(base)
+        }  # fmt: skip
+        summary[variant] = {
+            "seeds": sorted(runs),
+            "final": {k: t_interval([as_float(r["final"].get(k)) for r in runs.values()]) for k in keys},
+            "chosen": chosen,
+            "extra_steps": {"mean": extra, "share": extra / steps},
+            "paired": paired,
+        }
+    return summary
+
+
+def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None) -> list[str]:
+    """The ``auto`` section of a task in ``report.md``: a table per variant, then the paired loss differences."""
+    cell = f"η_A {reference['cell'][0]:g}, λ {reference['cell'][1]:g} ({reference['arm']})" if reference else "–"
+    lines = [f"Zero-tuning (`lr`/`ratio` \"auto\") on the same seeds, scored on dev; best grid cell: {cell}.", "",
+             "| variant | seeds | dev loss | extra steps (share of N) | chosen (η_A, λ) per seed |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for variant, info in auto.items():
+        chosen = "; ".join(f"{c['lr']:.3g}, {c['ratio']:g}" for c in info["chosen"])
+        extra = info["extra_steps"]
+        lines.append(f"| {variant} | {len(info['seeds'])} | {format_interval(info['final'].get('loss'))} | "
+                     f"{extra['mean']:.0f} ({100 * extra['share']:.1f} %) | {chosen} |")  # fmt: skip
+    lines.append("")
+    for variant, info in auto.items():
+        for base, diffs in info["paired"].items():
+            diff = diffs.get("loss")
+            if diff and diff["n"]:
+                lines.append(f"- loss, {variant} − {base}: {format_interval(diff, 4)} (n = {diff['n']})")
+    return [*lines, ""]
