@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from benchmarks.evidence.__main__ import main
-from benchmarks.evidence.auto import VARIANTS, random_cell, search_space, variant_spec
+from benchmarks.evidence.auto import VARIANTS, random_cell, search_space, summarise_auto, variant_spec
 from benchmarks.evidence.common import paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
@@ -266,3 +266,27 @@ def test_the_evidence_pages_quote_the_committed_summary() -> None:
     rung = {(c["lr"], c["ratio"]): c["rung_loss"] for a in arms.values() for c in a["grid"]}
     assert f"0.650 and LoRA+ with\nλ = 32 is at {rung[(0.000464, 32.0)]:.3f}" in pages[0]
     assert f"{rung[(0.000215, 1.0)]:.3f} against {rung[(0.000215, 32.0)]:.3f}" in pages[0]
+
+
+def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> None:
+    """The zero-tuning targets read the paired intervals (best cell: includes 0 or below; random: below 0; extra
+    steps at most 10 %), and a searched η_A is placed in ladder steps from the best grid cell's."""
+
+    def record(variant: str, seed: int, loss: float, lr: float, extra: int) -> dict:
+        search = {"chosen": {"lr": lr, "ratio": 4.0}, "extra_steps": extra} if variant == "auto" else None
+        spec = {"variant": variant, "seed": seed, "lr": lr, "ratio": 4.0}
+        return {"spec": spec, "final": {"loss": loss}, "search": search}
+
+    auto = [record("auto", s, 0.40 + 0.001 * s, 4.64e-3 if s == 1 else 2.15e-3, 40) for s in (1, 2, 3)]
+    rand = [record("random", s, 0.60 + 0.05 * s, 1e-3, 0) for s in (1, 2, 3)]
+    best = [record("", s, 0.40 + 0.0012 * s, 2.15e-3, 0) for s in (1, 2, 3)]
+    summary = summarise_auto(auto + rand, best, ["loss"], steps=400, best_lr=2.15e-3)
+    assert summary["auto"]["targets"] == {"as_good_as_best_cell": True, "beats_random": True, "within_budget": True}
+    assert [c["lr_steps_from_best"] for c in summary["auto"]["chosen"]] == [1, 0, 0]
+    assert (
+        summary["random"]["targets"]["beats_random"] is None
+        and "lr_steps_from_best" not in summary["random"]["chosen"][0]
+    )
+    worse = [record("auto", s, 0.45 + 0.001 * s, 2.15e-3, 60) for s in (1, 2, 3)]
+    assert summarise_auto(worse, best, ["loss"], steps=400)["auto"]["targets"] == {
+        "as_good_as_best_cell": False, "beats_random": None, "within_budget": False}  # fmt: skip

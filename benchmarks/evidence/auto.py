@@ -94,7 +94,28 @@ def _chosen(record: Record) -> dict[str, Any]:
     return {"lr": record["spec"]["lr"], "ratio": record["spec"]["ratio"], "extra_steps": 0}
 
 
-def summarise_auto(records: list[Record], reference: list[Record], keys: list[str], steps: int) -> dict[str, Any]:
+def targets(paired: dict[str, Any], share: float) -> dict[str, bool | None]:
+    """The zero-tuning targets for one variant (None where the baseline has no pairs yet).
+
+    ``as_good_as_best_cell``: the paired dev-loss interval variant − best cell includes 0 or lies below it;
+    ``beats_random``: the interval variant − random lies below 0; ``within_budget``: at most 10 % extra steps.
+    """
+
+    def interval(base: str) -> dict[str, Any] | None:
+        diff = paired.get(base, {}).get("loss")
+        return diff if diff and diff["n"] > 1 else None
+
+    best, rand = interval("best_cell"), interval("random")
+    return {
+        "as_good_as_best_cell": best["low"] <= 0 if best else None,
+        "beats_random": rand["high"] < 0 if rand else None,
+        "within_budget": share <= DEFAULT_BUDGET + 1e-9,
+    }
+
+
+def summarise_auto(
+    records: list[Record], reference: list[Record], keys: list[str], steps: int, best_lr: float | None = None
+) -> dict[str, Any]:
     """Each variant's dev results and its paired differences against the best grid cell, the defaults and random.
 
     Args:
@@ -102,10 +123,13 @@ def summarise_auto(records: list[Record], reference: list[Record], keys: list[st
         reference: The seed runs of the best grid cell.
         keys: Held-out keys to compare (``loss`` first).
         steps: N (extra steps are also given as a share of it).
+        best_lr: η_A of the best grid cell: a searched η_A is also given as ladder steps (×2.15) from it, the
+            short-horizon bias (positive: the short trials chose a larger η_A than the full-length grid).
 
     Returns:
-        Per variant: ``seeds``, ``final`` (t-intervals per key), ``chosen`` per seed, ``extra_steps`` (mean and
-        share of N), and ``paired`` against ``best_cell``, ``default`` and ``random`` (variant − baseline).
+        Per variant: ``seeds``, ``final`` (t-intervals per key), ``chosen`` per seed (with ``lr_steps_from_best``
+        where η_A was searched), ``extra_steps`` (mean and share of N), ``paired`` against ``best_cell``,
+        ``default`` and ``random`` (variant − baseline), and ``targets`` (:func:`targets`).
     """
     by_variant: dict[str, dict[int, Record]] = {}
     for record in records:
@@ -115,6 +139,9 @@ def summarise_auto(records: list[Record], reference: list[Record], keys: list[st
     for variant in (v for v in VARIANTS if v in by_variant):
         runs = by_variant[variant]
         chosen = [{"seed": seed, **_chosen(r)} for seed, r in sorted(runs.items())]
+        if best_lr and variant in ("auto", "auto-lr"):
+            for c in chosen:
+                c["lr_steps_from_best"] = round(3 * math.log10(c["lr"] / best_lr))
         extra = statistics.fmean(c["extra_steps"] for c in chosen)
         paired = {
             base: {k: paired_difference(*({s: as_float(r["final"].get(k)) for s, r in side.items()}
@@ -127,6 +154,7 @@ def summarise_auto(records: list[Record], reference: list[Record], keys: list[st
             "chosen": chosen,
             "extra_steps": {"mean": extra, "share": extra / steps},
             "paired": paired,
+            "targets": targets(paired, extra / steps),
         }
     return summary
 
@@ -135,13 +163,15 @@ def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None) -> lis
     """The ``auto`` section of a task in ``report.md``: a table per variant, then the paired loss differences."""
     cell = f"η_A {reference['cell'][0]:g}, λ {reference['cell'][1]:g} ({reference['arm']})" if reference else "–"
     lines = [f"Zero-tuning (`lr`/`ratio` \"auto\") on the same seeds, scored on dev; best grid cell: {cell}.", "",
-             "| variant | seeds | dev loss | extra steps (share of N) | chosen (η_A, λ) per seed |",
-             "|---|---|---|---|---|"]  # fmt: skip
+             "| variant | seeds | dev loss | extra steps (share of N) | chosen (η_A, λ) per seed | targets met |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for variant, info in auto.items():
         chosen = "; ".join(f"{c['lr']:.3g}, {c['ratio']:g}" for c in info["chosen"])
         extra = info["extra_steps"]
+        met = ", ".join(f"{name.replace('_', ' ')}: {'–' if ok is None else 'yes' if ok else 'no'}"
+                        for name, ok in info["targets"].items())  # fmt: skip
         lines.append(f"| {variant} | {len(info['seeds'])} | {format_interval(info['final'].get('loss'))} | "
-                     f"{extra['mean']:.0f} ({100 * extra['share']:.1f} %) | {chosen} |")  # fmt: skip
+                     f"{extra['mean']:.0f} ({100 * extra['share']:.1f} %) | {chosen} | {met} |")  # fmt: skip
     lines.append("")
     for variant, info in auto.items():
         for base, diffs in info["paired"].items():

@@ -146,7 +146,8 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
         best = best_grid_cell(states)
         reference = seeds[best[0]] if best else []
         summary["auto_reference"] = {"arm": best[0], "cell": list(best[1])} if best else None
-        summary["auto"] = summarise_auto(auto, reference, metric_keys(auto + reference), recipe.steps)
+        keys = metric_keys(auto + reference)
+        summary["auto"] = summarise_auto(auto, reference, keys, recipe.steps, best[1][0] if best else None)
         summary["auto_runs"] = {"runs": len(auto), "cpu_hours": sum(r["timing"]["cpu_s"] for r in auto) / 3600}
     return summary
 
