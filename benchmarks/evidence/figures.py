@@ -1,4 +1,4 @@
-"""Figures of the evidence report: seed-mean dev curves with 95 % bands, and the η_A × λ selection heatmap.
+"""Figures of the evidence report: seed-mean held-out curves with 95 % bands, and the η_A × λ selection heatmap.
 
 Drawn without pyplot (no display or backend needed); matplotlib is the package's ``plots`` extra.
 """
@@ -23,13 +23,16 @@ def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def plot_curves(name: str, curves: dict[str, dict[str, dict[str, list[float]]]], path: Path) -> None:
-    """One panel per held-out key: each arm's seed-mean dev curve and its 95 % band.
+def plot_curves(
+    name: str, curves: dict[str, dict[str, dict[str, list[float]]]], path: Path, split: str = "dev"
+) -> None:
+    """One panel per held-out key: each arm's seed-mean curve on ``split`` and its 95 % band.
 
     Args:
         name: ``<task>-<init>``, the title.
         curves: ``{arm: {key: report.band(...)}}``.
         path: PNG file.
+        split: What the seed runs were scored on (``dev``, or ``test`` for the causal task).
     """
     keys = list(next(iter(curves.values())))
     fig, axes = _figure(len(keys))
@@ -39,7 +42,7 @@ def plot_curves(name: str, curves: dict[str, dict[str, dict[str, list[float]]]],
             curve = by_key[key]
             ax.plot(curve["steps"], curve["mean"], color=colour, marker="o", markersize=3, label=label)
             ax.fill_between(curve["steps"], curve["low"], curve["high"], color=colour, alpha=0.2, linewidth=0)
-        ax.set(xlabel="step", ylabel=f"dev {key}", title=f"{name}: dev {key} (seed mean, 95 % CI)")
+        ax.set(xlabel="step", ylabel=f"{split} {key}", title=f"{name}: {split} {key} (seed mean, 95 % CI)")
         ax.grid(alpha=0.3)
         ax.legend()
     _save(fig, path)

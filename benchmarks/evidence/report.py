@@ -28,7 +28,12 @@ from benchmarks.evidence.runner import Runner
 from benchmarks.evidence.search import ArmSearch
 from benchmarks.harness.results import write_json_atomic
 
-LOWER_IS_BETTER = {"loss"}
+LOWER_IS_BETTER = {"loss", "perplexity"}
+
+
+def held_out_split(recipe: dict[str, Any]) -> str:
+    """What seed runs are scored on: GLUE ``dev``, or the causal task's ``test`` file (from a record's recipe)."""
+    return "test" if recipe.get("family") == "causal" else "dev"
 
 
 def metric_keys(records: list[Record]) -> list[str]:
@@ -184,7 +189,8 @@ def markdown(summary: dict[str, Any]) -> str:
             lines += [f"Pilot (η_A {pilot['spec']['lr']:g}, λ {pilot['spec']['ratio']:g}, scored on the selection "
                       f"split): {final} at step {pilot['final'].get('step')}, {pilot['step_cpu_s']:.3f} CPU s/step; "
                       f"learns: {pilot['learns']}.", ""]  # fmt: skip
-        header = ["arm", "choice (η_A, λ)", "cells rung 0 / N", "η_A grid", "seeds", *(f"dev {k}" for k in keys)]
+        split = held_out_split(task["recipe"])
+        header = ["arm", "choice (η_A, λ)", "cells rung 0 / N", "η_A grid", "seeds", *(f"{split} {k}" for k in keys)]
         lines += ["| " + " | ".join([*header, "learns"]) + " |", "|" + "---|" * (len(header) + 1)]
         lines += [_arm_row(arm, info, keys) for arm, info in task["arms"].items()]
         lines.append("")
@@ -194,7 +200,7 @@ def markdown(summary: dict[str, Any]) -> str:
                          f"{_reach(task['steps_to_target'][key])}.")  # fmt: skip
         lines += [f"- {task['runs']} runs, {task['cpu_hours']:.2f} CPU hours.", ""]
         if "auto" in task:
-            lines += markdown_auto(task["auto"], task["auto_reference"])
+            lines += markdown_auto(task["auto"], task["auto_reference"], split)
             lines += [f"- {task['auto_runs']['runs']} runs, {task['auto_runs']['cpu_hours']:.2f} CPU hours.", ""]
     return "\n".join(lines) + "\n"
 
@@ -218,7 +224,8 @@ def write_report(runner: Runner) -> dict[str, Any]:
     for name, task in summary.items():
         figures.plot_selection(name, task["arms"], out / "figures" / f"selection_{name}.png")
         if "curves" in task:
-            figures.plot_curves(name, task["curves"], out / "figures" / f"curves_{name}.png")
+            split = held_out_split(task["recipe"])
+            figures.plot_curves(name, task["curves"], out / "figures" / f"curves_{name}.png", split)
     text = markdown(summary)
     (out / "report.md").write_text(text)
     print(text, flush=True)

