@@ -290,3 +290,23 @@ def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> Non
     worse = [record("auto", s, 0.45 + 0.001 * s, 2.15e-3, 60) for s in (1, 2, 3)]
     assert summarise_auto(worse, best, ["loss"], steps=400)["auto"]["targets"] == {
         "as_good_as_best_cell": False, "beats_random": None, "within_budget": False}  # fmt: skip
+
+
+def test_an_auto_record_made_with_other_settings_is_refused(tmp_path: Path) -> None:
+    """An auto variant's run id does not name its settings: a record made with other defaults is refused (not
+    silently reused), one made with the current settings is read back."""
+    from dataclasses import asdict
+
+    from benchmarks.evidence.runner import Runner
+
+    recipe = RECIPES["sst2"]
+    runner = Runner(Paths(tmp_path, tmp_path, tmp_path, "unused"), RECIPES, Protocol(), ["standard"], None)
+    spec = variant_spec("default", "sst2", "standard", 1, Protocol(), recipe)
+    record = json.loads(json.dumps({"spec": asdict(spec), "recipe": asdict(recipe), "final": {}}))
+    path = runner.paths.record(spec)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    assert runner.run(spec) == record
+    path.write_text(json.dumps(record | {"spec": record["spec"] | {"lr": 1e-3}}))
+    with pytest.raises(SystemExit, match="move the record out of `runs/`"):
+        runner.run(spec)

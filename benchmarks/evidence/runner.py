@@ -74,7 +74,7 @@ class Runner:
 
         Raises:
             BudgetSpent: If the run is missing and the deadline has passed.
-            SystemExit: If the existing record was made with another recipe.
+            SystemExit: If the existing record was made with another recipe, or (an auto variant) other settings.
         """
         path, recipe = self.paths.record(spec), self.recipes[spec.task]
         if path.exists():
@@ -83,6 +83,12 @@ class Runner:
                 raise SystemExit(
                     f"{path} was made with another recipe ({record['recipe']}) than now ({asdict(recipe)}): "
                     "use another `--out` or restore the recipe."
+                )
+            if spec.kind == "auto" and record["spec"] != _json(asdict(spec)):
+                # An auto variant's id does not name its settings (e.g. the package defaults it ran with).
+                raise SystemExit(
+                    f"{path} ran with {record['spec']}, but this variant is now {_json(asdict(spec))} (the package "
+                    "defaults or the search settings changed): move the record out of `runs/` to rerun it."
                 )
             return record
         if time.monotonic() > self.deadline:
