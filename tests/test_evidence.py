@@ -310,3 +310,31 @@ def test_an_auto_record_made_with_other_settings_is_refused(tmp_path: Path) -> N
     path.write_text(json.dumps(record | {"spec": record["spec"] | {"lr": 1e-3}}))
     with pytest.raises(SystemExit, match="move the record out of `runs/`"):
         runner.run(spec)
+
+
+def test_a_claimed_run_is_skipped_while_its_process_lives_and_taken_over_when_it_died(tmp_path: Path) -> None:
+    """Two processes on one task share the work: a run claimed by a live process is skipped (None), one whose
+    claimant died is trained here; a finished run's record is read without claiming."""
+    import os
+    import socket
+    from dataclasses import asdict
+
+    from benchmarks.evidence.runner import Runner, claim, release
+
+    recipe = RECIPES["sst2"]
+    runner = Runner(Paths(tmp_path, tmp_path, tmp_path, "unused"), RECIPES, Protocol(), ["standard"], None)
+    spec = variant_spec("default", "sst2", "standard", 1, Protocol(), recipe)
+    path = runner.paths.record(spec)
+    claim_file = path.with_name(path.name + ".claim")
+    path.parent.mkdir(parents=True)
+    claim_file.write_text(f"{socket.gethostname()} {os.getppid()}")  # a live process
+    assert runner.run(spec) is None  # held by a live process: skipped, nothing trained
+    assert not claim(path)
+    dead = next(pid for pid in range(4_000_000, 3_000_000, -1) if not Path(f"/proc/{pid}").exists())
+    claim_file.write_text(f"{socket.gethostname()} {dead}")
+    assert claim(path)  # its claimant is gone: taken over
+    release(path)
+    assert not path.with_name(path.name + ".claim").exists()
+    record = json.loads(json.dumps({"spec": asdict(spec), "recipe": asdict(recipe), "final": {}}))
+    path.write_text(json.dumps(record))
+    assert runner.run(spec) == record

@@ -3,14 +3,22 @@
 Every finished run writes its record atomically; a rerun skips it (after checking that it was made with
 the same recipe), so the benchmark can span several sittings. Every decision (promotions, extensions, the
 chosen cells) is replayed from the records by :func:`benchmarks.evidence.search.search_arm`.
+
+Several processes may work on the same task and results folder at once (one per core): a process claims a
+run before training it (a ``<record>.claim`` file created exclusively, holding its host and pid), the others
+skip a run claimed by a live process and take the next one, and a phase waits for claimed runs it depends on.
+A claim left by a process that died (same host, pid gone) is taken over.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from benchmarks.evidence.auto import VARIANTS, variant_spec
@@ -23,6 +31,49 @@ from benchmarks.harness.results import write_json_atomic
 
 class BudgetSpent(Exception):
     """``--max-hours`` has passed: no new run starts (rerun to continue)."""
+
+
+POLL_S = 30.0  # how often a phase that waits for another process's runs looks again
+
+
+def _claim_path(record: Path) -> Path:
+    return record.with_name(record.name + ".claim")
+
+
+def claim(record: Path) -> bool:
+    """Claim the run whose record is ``record`` for this process: True if it is now ours.
+
+    False while another live process on this host (or any process on another host) holds the claim; a claim
+    whose process on this host is gone is taken over.
+    """
+    path, mine = _claim_path(record), f"{socket.gethostname()} {os.getpid()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(path, "x") as f:
+                f.write(mine)
+            return True
+        except FileExistsError:
+            host, _, pid = path.read_text().partition(" ")
+            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                return False
+            path.unlink(missing_ok=True)  # its process died: take it over
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release(record: Path) -> None:
+    """Drop this process's claim on ``record``'s run."""
+    _claim_path(record).unlink(missing_ok=True)
 
 
 def _json(value: object) -> object:
@@ -66,8 +117,9 @@ class Runner:
             )
         write_json_atomic(path, wanted)
 
-    def run(self, spec: RunSpec, prefix: Record | None = None) -> Record:
-        """The record of ``spec``: read if it exists (same recipe only), else trained and written.
+    def run(self, spec: RunSpec, prefix: Record | None = None) -> Record | None:
+        """The record of ``spec``: read if it exists (same recipe only), else trained and written; None if another
+        process has claimed the run (it is training it now).
 
         Before training, the task's inputs are made ready (:func:`~benchmarks.evidence.runs.prepare_inputs`: a
         causal task's instruction files and converted model, built once), so the first run's clock leaves them out.
@@ -93,15 +145,35 @@ class Runner:
             return record
         if time.monotonic() > self.deadline:
             raise BudgetSpent(f"--max-hours reached before {spec.kind} {spec.run_id}: rerun to continue")
-        prepare_inputs(recipe, self.paths)
-        print(f"start {spec.kind} {spec.run_id}", flush=True)
-        record = train(spec, recipe, self.paths, prefix=prefix)
-        write_json_atomic(path, record)
+        if not claim(path):
+            return None
+        try:
+            if path.exists():  # finished by another process since we looked
+                return self.run(spec, prefix)
+            prepare_inputs(recipe, self.paths)
+            print(f"start {spec.kind} {spec.run_id}", flush=True)
+            record = train(spec, recipe, self.paths, prefix=prefix)
+            write_json_atomic(path, record)
+        finally:
+            release(path)
         final = {k: round(v, 4) for k, v in record["final"].items() if k != "step"}
         timing = record["timing"]
         print(f"done  {spec.kind} {spec.run_id}: step {record['final'].get('step')} {final}; "
               f"{timing['wall_s']:.0f} s, {timing['step_cpu_s'] or math.nan:.3f} CPU s/step", flush=True)  # fmt: skip
         return record
+
+    def wait(self, spec: RunSpec, prefix: Record | None = None) -> Record:
+        """The record of ``spec`` (:meth:`run`), waiting while another process trains it."""
+        while (record := self.run(spec, prefix)) is None:
+            time.sleep(POLL_S)
+        return record
+
+    def run_all(self, specs: list[RunSpec]) -> None:
+        """Every run of ``specs``: first those no other process holds, then (waiting) the rest."""
+        for spec in specs:
+            self.run(spec)
+        for spec in specs:
+            self.wait(spec)
 
     def pilot_spec(self, task: str, init: str) -> RunSpec:
         """The pilot: a mid-grid LoRA+ cell, full length, seed 0, scored on the selection split."""
@@ -113,7 +185,7 @@ class Runner:
         """Run each init's pilot of ``task`` and say whether it learns."""
         recipe = self.recipes[task]
         for init in self.inits:
-            record = self.run(self.pilot_spec(task, init))
+            record = self.wait(self.pilot_spec(task, init))
             value = record["final"].get(recipe.metric)
             print(f"pilot {task}/{init}: {recipe.metric} {value} (learns at >= {recipe.learn_threshold}), "
                   f"{record['timing']['step_cpu_s']} CPU s/step", flush=True)  # fmt: skip
@@ -154,11 +226,13 @@ class Runner:
                     if not (state.todo_rung or state.todo_full):
                         print(f"{task}/{init}/{arm}: every promoted cell diverged; no choice", flush=True)
                         break
-                    for lr, ratio in state.todo_rung:
-                        self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "rung"))
+                    done = [self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "rung"))
+                            for lr, ratio in state.todo_rung]  # fmt: skip
                     for lr, ratio in state.todo_full:
-                        rung = self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "rung"))
-                        self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "full"), prefix=rung)
+                        rung = self.wait(RunSpec(task, init, lr, ratio, SELECTION_SEED, "rung"))
+                        done.append(self.run(RunSpec(task, init, lr, ratio, SELECTION_SEED, "full"), prefix=rung))
+                    if not any(done):  # every pending run is another process's: wait for one to finish
+                        time.sleep(POLL_S)
                 print(f"{task}/{init}/{arm}: choice {state.choice} from {len(state.rung_loss)} cells "
                       f"({len(state.full_loss)} run to N; η_A grid {state.lrs}{', capped' if state.capped else ''})",
                       flush=True)  # fmt: skip
@@ -170,16 +244,14 @@ class Runner:
             if not all(s.complete for s in states.values()):
                 print(f"{task}/{init}: selection incomplete, no seed runs yet", flush=True)
                 continue
-            for seed in self.protocol.seeds:
-                for state in states.values():
-                    self.run(RunSpec(task, init, *state.choice, seed, "seed"))
+            self.run_all([RunSpec(task, init, *s.choice, seed, "seed") for seed in self.protocol.seeds
+                          for s in states.values()])  # fmt: skip
 
     def auto(self, task: str) -> None:
         """The zero-tuning comparison's variants (:mod:`benchmarks.evidence.auto`) on every fresh seed, seed by seed."""
         for init in self.inits:
-            for seed in self.protocol.seeds:
-                for variant in VARIANTS:
-                    self.run(variant_spec(variant, task, init, seed, self.protocol, self.recipes[task]))
+            self.run_all([variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
+                          for seed in self.protocol.seeds for variant in VARIANTS])  # fmt: skip
 
 
 def same_recipe(stored: dict[str, Any], recipe: Recipe) -> bool:

@@ -224,6 +224,10 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
         paths: Inputs and outputs.
         prefix: For a ``full`` run, the cell's rung record (its curve is the start of this run's curve).
 
+    Raises:
+        RuntimeError: If training ended before its last step (a signal, an error caught by Lightning): the run
+            gets no record, so a rerun trains it again.
+
     Returns:
         ``spec``, ``recipe``, ``evaluate_on`` (``selection``, or ``dev``/``test``: :attr:`Recipe.test_split`),
         ``train`` ([step, loss]), ``evals``, ``final`` (the last evaluation), ``resumed_from`` (step),
@@ -250,6 +254,9 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
         default_root_dir=paths.ckpt / "_trainer",
     )
     trainer.fit(module, data, ckpt_path=str(checkpoint) if resume else None)
+    expected = recipe.rung_step if spec.kind == "rung" else recipe.steps
+    if trainer.global_step != expected:  # e.g. stopped by a signal: never record a run that did not finish
+        raise RuntimeError(f"{spec.run_id} stopped at step {trainer.global_step} of {expected}; no record written")
     train_curve, evals = recorder.train, recorder.evals
     if resume and prefix is not None:
         start = recipe.rung_step
