@@ -307,7 +307,7 @@ def test_an_auto_record_made_with_other_settings_is_refused(tmp_path: Path) -> N
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record))
     assert runner.run(spec) == record
-    path.write_text(json.dumps(record | {"spec": record["spec"] | {"lr": 1e-3}}))
+    path.write_text(json.dumps(record | {"spec": record["spec"] | {"lr": 2e-4}}))  # made with older defaults
     with pytest.raises(SystemExit, match="move the record out of `runs/`"):
         runner.run(spec)
 
@@ -338,3 +338,36 @@ def test_a_claimed_run_is_skipped_while_its_process_lives_and_taken_over_when_it
     record = json.loads(json.dumps({"spec": asdict(spec), "recipe": asdict(recipe), "final": {}}))
     path.write_text(json.dumps(record))
     assert runner.run(spec) == record
+
+
+def test_every_committed_result_is_quoted_as_summary_json_has_it() -> None:
+    """Every task's paired LoRA+ − LoRA dev-loss interval, and every zero-tuning variant's interval against the best
+    grid cell (but the random pick's), stand in the evidence page as summary.json has them (the auto ones in the
+    ratio guide too), so the prose cannot drift from the records when the report is regenerated."""
+    repo = Path(__file__).resolve().parents[1]
+    summary = json.loads((repo / "benchmarks/results/evidence/summary.json").read_text())
+    evidence, guide = ((repo / "docs" / name).read_text().replace("−", "-")
+                       for name in ("benchmarks/evidence.md", "guides/choosing-ratio.md"))  # fmt: skip
+
+    def quoted(diff: dict) -> str:
+        return f"{abs(diff['mean']):.4f} ± {diff['half_width']:.4f}"
+
+    checked = 0
+    for key, task in summary.items():
+        if task.get("paired", {}).get("loss", {}).get("n", 0) >= 5:
+            assert quoted(task["paired"]["loss"]) in evidence, (key, quoted(task["paired"]["loss"]))
+            checked += 1
+        for variant, info in task.get("auto", {}).items():
+            diff = info["paired"].get("best_cell", {}).get("loss") if variant != "random" else None
+            if diff and diff["n"] >= 4:
+                assert quoted(diff) in evidence and quoted(diff) in guide, (key, variant, quoted(diff))
+                checked += 1
+    assert checked >= 2
+
+
+def test_bad_options_are_refused_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An unknown auto variant (or task) is refused with exit status 2, naming the option and the choices."""
+    assert main(["--out", str(tmp_path), "--phases", "report", "--variants", "default,best"]) == 2
+    err = capsys.readouterr().err
+    assert "`--variants` holds ['best']" in err and "'auto-ratio'" in err
+    assert not (tmp_path / "runs").exists()

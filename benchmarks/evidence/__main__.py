@@ -36,6 +36,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.evidence.auto import VARIANTS
 from benchmarks.evidence.inputs import smollm2_folder, smollm2_gguf
 from benchmarks.evidence.report import write_report
 from benchmarks.evidence.runner import BudgetSpent, Runner
@@ -63,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tasks", default=",".join(RECIPES), help=f"comma-separated, in priority order: {list(RECIPES)}"
     )
     parser.add_argument("--inits", default="standard", help="standard and/or loraplus (the paper's Init[2])")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"the auto phase's variants, of {VARIANTS}")
     parser.add_argument("--seeds", type=int, default=5, help="fresh seeds 1..n of the chosen cells")
     parser.add_argument("--max-extensions", type=int, default=3, help="most η_A values an arm may add to its grid")
     parser.add_argument("--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, MRPC/, CoLA/)")
@@ -74,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny recipes and grid (tests): every phase in seconds")
     args = parser.parse_args(argv)
     args.phases, args.tasks, args.inits = args.phases.split(","), args.tasks.split(","), args.inits.split(",")
+    args.variants = tuple(args.variants.split(","))
     return args
 
 
@@ -81,7 +84,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
     """Every problem with the options, each naming the option, the value and the fix (empty if none)."""
     problems = []
     for option, values, allowed in (("--phases", args.phases, PHASES), ("--tasks", args.tasks, tuple(RECIPES)),
-                                    ("--inits", args.inits, ("standard", "loraplus"))):  # fmt: skip
+                                    ("--inits", args.inits, ("standard", "loraplus")),
+                                    ("--variants", args.variants, VARIANTS)):  # fmt: skip
         if bad := [v for v in values if v not in allowed]:
             problems.append(f"`{option}` holds {bad}: use a comma-separated subset of {list(allowed)}.")
     if args.seeds < 2:
@@ -129,7 +133,7 @@ def build_runner(args: argparse.Namespace) -> Runner:
         protocol = replace(protocol, lrs=(ladder_lr(-8),), ratios=(4.0,), seeds=(1, 2), pilot_ratio=4.0)
         recipes = {task: smoke_recipe(task) for task in args.tasks}
     paths = Paths(args.out, ckpt_dir(args), args.glue_dir, args.model, args.causal_model)
-    return Runner(paths, recipes, protocol, args.inits, args.max_hours)
+    return Runner(paths, recipes, protocol, args.inits, args.max_hours, args.variants)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,12 +95,19 @@ class Runner:
         protocol: Grid, seeds, extension cap.
         inits: LoRA initialisations to run (``standard``; ``loraplus`` is the paper's Init[2]).
         max_hours: Start no run after this many hours (None: no limit).
+        variants: The ``auto`` phase's variants to run (default: all of :data:`~benchmarks.evidence.auto.VARIANTS`).
     """
 
     def __init__(
-        self, paths: Paths, recipes: dict[str, Recipe], protocol: Protocol, inits: list[str], max_hours: float | None
+        self,
+        paths: Paths,
+        recipes: dict[str, Recipe],
+        protocol: Protocol,
+        inits: list[str],
+        max_hours: float | None,
+        variants: tuple[str, ...] = VARIANTS,
     ) -> None:
-        self.paths, self.recipes, self.protocol, self.inits = paths, recipes, protocol, inits
+        self.paths, self.recipes, self.protocol, self.inits, self.variants = paths, recipes, protocol, inits, variants
         self.deadline = time.monotonic() + max_hours * 3600 if max_hours else math.inf
 
     def check_protocol(self) -> None:
@@ -251,7 +258,7 @@ class Runner:
         """The zero-tuning comparison's variants (:mod:`benchmarks.evidence.auto`) on every fresh seed, seed by seed."""
         for init in self.inits:
             self.run_all([variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
-                          for seed in self.protocol.seeds for variant in VARIANTS])  # fmt: skip
+                          for seed in self.protocol.seeds for variant in self.variants])  # fmt: skip
 
 
 def same_recipe(stored: dict[str, Any], recipe: Recipe) -> bool:
