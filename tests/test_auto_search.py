@@ -20,6 +20,7 @@ from lit_loraplus.cli import LoraPlusCLI
 from lit_loraplus.core.halving import successive_halving
 from lit_loraplus.core.rng import rng_state
 from lit_loraplus.core.search import SearchSettings, halving_rungs, keep_best, lr_ladder, plan_cost
+from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO
 from lit_loraplus.data import GlueDataModule, InstructionDataModule
 from lit_loraplus.training import LoraPlusModule
 from lit_loraplus.training.search import search_strategy_problems
@@ -28,12 +29,13 @@ from lit_loraplus.training.search_report import SEARCH_FILE
 # --- the plan, the budget and the halving loop (pure) ---------------------------------------------------------------
 
 
-def test_the_default_ladder_is_the_benchmarks_10_to_the_k_thirds_around_2e_4() -> None:
+def test_the_default_ladder_is_the_benchmarks_10_to_the_k_thirds_around_the_default_lr() -> None:
     """lr="auto" tries seven rungs of the 10^(k/3) ladder (three significant digits), a decade either side of the
-    rung nearest the module's default 2e-4; the default λ values are 2^0..2^5."""
-    assert lr_ladder() == (2.15e-5, 4.64e-5, 1e-4, 2.15e-4, 4.64e-4, 1e-3, 2.15e-3)
+    rung nearest the module's default η_A (1e-3); the default λ values are 2^0..2^5."""
+    assert DEFAULT_LR == 1e-3 and lr_ladder() == (1e-4, 2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3, 1e-2)
+    assert lr_ladder(2e-4) == (2.15e-5, 4.64e-5, 1e-4, 2.15e-4, 4.64e-4, 1e-3, 2.15e-3)
     grid = SearchSettings().grid("auto", "auto")
-    assert len(grid) == 42 and grid[0] == (2.15e-5, 1.0) and grid[-1] == (2.15e-3, 32.0)
+    assert len(grid) == 42 and grid[0] == (1e-4, 1.0) and grid[-1] == (1e-2, 32.0)
     assert SearchSettings(ratios=[8, 2]).grid(3e-4, "auto") == [(3e-4, 2.0), (3e-4, 8.0)]
 
 
@@ -215,7 +217,7 @@ def test_auto_trains_bit_identically_to_its_choice_and_restores_everything(
     auto, auto_steps = bert(tiny_bert_dir, ratio="auto", search_ratios=RATIOS, search_budget=10), Steps()
     fit(auto, glue(tiny_bert_dir, glue_dir), tmp_path / "auto", callbacks=[auto_steps])
     record = auto.search_record
-    assert record["requested"] == {"lr": 2e-4, "ratio": "auto"} and record["extra_steps"] == 10
+    assert record["requested"] == {"lr": DEFAULT_LR, "ratio": "auto"} and record["extra_steps"] == 10
     assert [(r["cells"], r["steps"]) for r in record["rungs"]] == [(3, 2), (2, 4)]
     assert record["scored_on"] == "validation rows" and record["chosen"]["ratio"] in RATIOS
     assert auto.hparams.ratio == record["chosen"]["ratio"] and auto.hparams_initial.ratio == "auto"
@@ -235,7 +237,7 @@ def test_one_cell_is_chosen_without_trials(tmp_path, tiny_bert_dir, glue_dir, ca
     module = bert(tiny_bert_dir, lr="auto", search_lrs=[1e-3])
     fit(module, glue(tiny_bert_dir, glue_dir), tmp_path, 2)
     assert module.hparams.lr == 1e-3 and module.search_record["extra_steps"] == 0
-    assert "auto has one cell, η_A=0.001, λ=16: nothing to search" in caplog.text
+    assert f"auto has one cell, η_A=0.001, λ={DEFAULT_RATIO:g}: nothing to search" in caplog.text
 
 
 def test_too_small_a_budget_is_refused_before_any_step(tmp_path, tiny_bert_dir, glue_dir) -> None:

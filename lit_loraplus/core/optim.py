@@ -89,7 +89,7 @@ def loraplus_param_groups(
         TypeError: For a model with a non-LoRA PEFT tuner, or an unknown keyword.
 
     Example:
-        >>> groups = loraplus_param_groups(peft_model, lr=2e-4, ratio=16)  # doctest: +SKIP
+        >>> groups = loraplus_param_groups(peft_model, lr=1e-3, ratio=4)  # doctest: +SKIP
         >>> torch.optim.AdamW(groups)  # doctest: +SKIP
     """
     settings = GroupSettings.resolve(settings, kwargs)
@@ -252,7 +252,7 @@ def configure_loraplus_optimizers(
     Example:
         >>> def configure_optimizers(self):  # doctest: +SKIP
         ...     return configure_loraplus_optimizers(
-        ...         self.model, lr=2e-4, ratio=16, total_steps=self.trainer.estimated_stepping_batches
+        ...         self.model, lr=1e-3, ratio=4, total_steps=self.trainer.estimated_stepping_batches
         ...     )
     """
     group_kwargs, optimizer_kwargs = split_settings(kwargs)
