@@ -371,3 +371,20 @@ def test_bad_options_are_refused_before_any_run(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "`--variants` holds ['best']" in err and "'auto-ratio'" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_defaults_are_the_evidence_pages_pair_and_the_quickstarts() -> None:
+    """The package's default (η_A, λ) is the pair the evidence page justifies and the quickstart runs, and the
+    page's selection losses for it are those of the committed full-length selection runs of that cell."""
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    page = (repo / "docs/benchmarks/evidence.md").read_text()
+    assert f"**η<sub>A</sub> = {DEFAULT_LR:.0e} with λ = {DEFAULT_RATIO:g}**".replace("e-0", "e-") in page
+    quickstart = yaml.safe_load((repo / "configs/quickstart.yaml").read_text())["model"]
+    assert (float(quickstart["lr"]), float(quickstart["ratio"])) == (DEFAULT_LR, DEFAULT_RATIO)
+    runs = repo / "benchmarks/results/evidence/runs"
+    for task, label in (("sst2", "SST-2"), ("mrpc", "MRPC"), ("cola", "CoLA")):
+        spec = RunSpec(task, "standard", DEFAULT_LR, DEFAULT_RATIO, 0, "full")
+        loss = json.loads((runs / task / "full" / f"{spec.run_id}.json").read_text())["final"]["loss"]
+        assert f"| {label} | {loss:.3f}" in page, (task, loss)
