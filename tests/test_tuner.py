@@ -217,6 +217,30 @@ def test_a_suggestion_on_the_grid_edge_is_flagged() -> None:
     assert result.table().splitlines()[-1].startswith("note: the suggestion is on the grid's edge (largest λ)")
 
 
+def test_the_finder_runs_on_the_auto_searchs_halving_loop_and_survives_all_diverging(
+    sentiment_csv, tiny_bert_dir, monkeypatch
+) -> None:
+    """find_ratio's grid goes through the same successive-halving loop as lr/ratio="auto", as one rung of every
+    cell for `steps` steps; when every trial diverges (η_A = 100) it returns them all, marked, with no suggestion,
+    instead of the loop's error."""
+    from lit_loraplus.core import halving
+    from lit_loraplus.tools.finder import search as finder_search
+
+    plans = []
+
+    def spied(cells, rungs, train, score):
+        plans.append((list(cells), list(rungs)))
+        return halving.successive_halving(cells, rungs, train, score)
+
+    monkeypatch.setattr(finder_search, "successive_halving", spied)
+    module = tiny_module(tiny_bert_dir, lr=1e-3, **NO_DROPOUT)
+    data = tiny_data(sentiment_csv, tiny_bert_dir, full_batch=True)
+    result = find_ratio(module, data, ratios=[1, 4], lrs=[100.0], steps=4, verbose=False)
+    assert plans == [([(100.0, 1.0), (100.0, 4.0)], [halving.Rung(2, 4)])]
+    assert [t.diverged for t in result.trials] == [True, True]
+    assert result.suggested_ratio is None and result.suggested_lr is None
+
+
 def test_all_diverged_gives_no_suggestion(tmp_path) -> None:
     """When every trial diverged there is no suggestion and no YAML."""
     result = RatioFinderResult([_trial(1, 9.0, diverged=True)], steps=8, smoothing=0.9)

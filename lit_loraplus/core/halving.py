@@ -15,6 +15,10 @@ from typing import Any
 from lit_loraplus.core.search import Rung, keep_best
 
 
+class AllDiverged(RuntimeError):
+    """Every cell of a search's last rung diverged: there is nothing to choose."""
+
+
 @dataclass
 class Trial:
     """One cell of a search and how far it got.
@@ -57,7 +61,7 @@ def successive_halving(
         Every trial and the winner: the lowest score of the last rung.
 
     Raises:
-        RuntimeError: If every cell of a rung diverged.
+        AllDiverged: If every cell of a rung diverged (a ``RuntimeError``).
     """
     trials = [Trial(lr, ratio) for lr, ratio in cells]
     alive = list(range(len(cells)))
@@ -71,7 +75,7 @@ def successive_halving(
     best = keep_best([trials[c].score for c in alive], 1) if rungs else [0]
     if not best:
         cells_text = ", ".join(f"(η_A={trials[c].lr:g}, λ={trials[c].ratio:g})" for c in alive)
-        raise RuntimeError(
+        raise AllDiverged(
             f"Every cell of the search's last rung diverged ({cells_text}): the searched rates are too large for "
             "this model. Search smaller ones (`model.search_lrs`, `model.search_ratios`) or set `model.lr` and "
             "`model.ratio`."

@@ -9,17 +9,19 @@ optimizer steps at one (λ, η_A) of the grid, at constant rates. The score of a
 its smoothed training loss over the last quarter of its batches; the suggestion is the trial with
 the lowest score that did not diverge. After the search the module is exactly as it was given.
 
-``lr="auto"`` / ``ratio="auto"`` (:mod:`lit_loraplus.training.search`) is the in-``fit`` successor:
-successive halving scored on held-out batches, on the same restored :class:`InitialState`. The
-finder keeps its own loop on purpose: every trial is a full Lightning ``fit`` (so any callback,
-e.g. the feature-learning balance, runs in it) over the whole grid, scored on the training loss,
-which is what its table and plot show. Its grid is a one-rung plan of the same halving loop
-(:func:`~lit_loraplus.core.halving.successive_halving`); moving it onto that loop, with held-out
-scoring, is the way to make ``find-ratio`` and ``auto`` agree once ``auto`` is calibrated.
+``lr="auto"`` / ``ratio="auto"`` (:mod:`lit_loraplus.training.search`) is the in-``fit`` successor, and
+both run on the same engine: the restored :class:`InitialState` and the halving loop
+(:func:`~lit_loraplus.core.halving.successive_halving`), of which the finder's grid is a one-rung plan
+(every cell trains ``steps`` steps and none is cut). What differs is the trial and its score: here every
+trial is a full Lightning ``fit`` (so any callback, e.g. the feature-learning balance, runs in it) scored
+on its smoothed training loss, which is what the finder's table and plot show; ``auto`` trains its cells
+in its own loop and scores them on held-out batches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,7 +31,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lit_loraplus.callbacks import FeatureLearningMonitor
-from lit_loraplus.core.search import AUTO, lr_ladder
+from lit_loraplus.core.halving import AllDiverged, successive_halving
+from lit_loraplus.core.search import AUTO, Rung, lr_ladder
 from lit_loraplus.tools.finder.result import RatioFinderResult, RatioTrial
 from lit_loraplus.tools.finder.scoring import DEFAULT_RATIOS, smooth_losses, trial_score, validate_finder_settings
 from lit_loraplus.tools.finder.trials import MemoryLogger, TrialRecorder, quiet_lightning, trial_trainer
@@ -123,35 +126,43 @@ def find_ratio(
     constant = {k: v for k, v in CONSTANT_SCHEDULE.items() if k in module.hparams}
     initial = InitialState(module, ["lr", "ratio", *constant])
     fit_kwargs = {"datamodule" if isinstance(datamodule, L.LightningDataModule) else "train_dataloaders": datamodule}
-    trials = []
+    trials: list[RatioTrial] = []
+
+    def train(cell: int, trial_steps: int) -> int:
+        ratio, lr = grid[cell]
+        initial.restore(module)
+        module.hparams.update({"lr": lr, "ratio": ratio, **constant})
+        recorder, logger = TrialRecorder(smoothing, divergence_threshold), MemoryLogger()
+        extra = [FeatureLearningMonitor(log_every_n_steps=max(1, trial_steps // 5))] if feature_learning else []
+        trainer = trial_trainer(trial_steps, [recorder, *extra, *callbacks], logger, trainer_kwargs)
+        start = time.perf_counter()
+        trainer.fit(module, **fit_kwargs)
+        smoothed = smooth_losses(recorder.losses, smoothing)
+        trial = RatioTrial(
+            ratio=float(ratio),
+            lr=float(lr),
+            losses=recorder.losses,
+            smoothed=smoothed,
+            score=trial_score(smoothed),
+            diverged=recorder.diverged,
+            balance=logger.last(BALANCE_KEY) if feature_learning else None,
+        )
+        trials.append(trial)
+        if verbose:
+            outcome = "diverged" if trial.diverged else f"score {trial.score:.4f}"
+            print(
+                f"ratio finder [{cell + 1}/{len(grid)}] λ={ratio:g} η_A={lr:.3g}: {outcome} "
+                f"({time.perf_counter() - start:.1f} s)",
+                flush=True,
+            )
+        return trainer.global_step
+
+    def score(cells: list[int]) -> list[float]:
+        return [math.inf if trials[c].diverged else trials[c].score for c in cells]
+
     try:
-        with quiet_lightning():
-            for i, (ratio, lr) in enumerate(grid, start=1):
-                initial.restore(module)
-                module.hparams.update({"lr": lr, "ratio": ratio, **constant})
-                recorder, logger = TrialRecorder(smoothing, divergence_threshold), MemoryLogger()
-                extra = [FeatureLearningMonitor(log_every_n_steps=max(1, steps // 5))] if feature_learning else []
-                trainer = trial_trainer(steps, [recorder, *extra, *callbacks], logger, trainer_kwargs)
-                start = time.perf_counter()
-                trainer.fit(module, **fit_kwargs)
-                smoothed = smooth_losses(recorder.losses, smoothing)
-                trial = RatioTrial(
-                    ratio=float(ratio),
-                    lr=float(lr),
-                    losses=recorder.losses,
-                    smoothed=smoothed,
-                    score=trial_score(smoothed),
-                    diverged=recorder.diverged,
-                    balance=logger.last(BALANCE_KEY) if feature_learning else None,
-                )
-                trials.append(trial)
-                if verbose:
-                    outcome = "diverged" if trial.diverged else f"score {trial.score:.4f}"
-                    print(
-                        f"ratio finder [{i}/{len(grid)}] λ={ratio:g} η_A={lr:.3g}: {outcome} "
-                        f"({time.perf_counter() - start:.1f} s)",
-                        flush=True,
-                    )
+        with quiet_lightning(), contextlib.suppress(AllDiverged):  # all diverged: no suggestion, as the result says
+            successive_halving([(lr, ratio) for ratio, lr in grid], [Rung(len(grid), steps)], train, score)
     finally:
         initial.restore(module)
         module.trainer = initial.trainer
