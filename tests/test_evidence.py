@@ -341,13 +341,17 @@ def test_a_claimed_run_is_skipped_while_its_process_lives_and_taken_over_when_it
 
 
 def test_every_committed_result_is_quoted_as_summary_json_has_it() -> None:
-    """Every task's paired LoRA+ − LoRA dev-loss interval, and every zero-tuning variant's interval against the best
-    grid cell (but the random pick's), stand in the evidence page as summary.json has them (the auto ones in the
-    ratio guide too), so the prose cannot drift from the records when the report is regenerated."""
+    """Every task's paired LoRA+ − LoRA dev-loss interval (in the evidence page, the ratio guide, the benchmarks
+    index and the README), and every zero-tuning variant's interval against the best grid cell (but the random
+    pick's; in the evidence page and the ratio guide), are quoted as summary.json has them, so the prose cannot
+    drift from the records when the report is regenerated."""
     repo = Path(__file__).resolve().parents[1]
     summary = json.loads((repo / "benchmarks/results/evidence/summary.json").read_text())
-    evidence, guide = ((repo / "docs" / name).read_text().replace("−", "-")
-                       for name in ("benchmarks/evidence.md", "guides/choosing-ratio.md"))  # fmt: skip
+    evidence, guide, index, readme = (
+        (repo / name).read_text().replace("−", "-")
+        for name in ("docs/benchmarks/evidence.md", "docs/guides/choosing-ratio.md", "docs/benchmarks/index.md",
+                     "README.md")
+    )  # fmt: skip
 
     def quoted(diff: dict) -> str:
         return f"{abs(diff['mean']):.4f} ± {diff['half_width']:.4f}"
@@ -355,7 +359,7 @@ def test_every_committed_result_is_quoted_as_summary_json_has_it() -> None:
     checked = 0
     for key, task in summary.items():
         if task.get("paired", {}).get("loss", {}).get("n", 0) >= 5:
-            assert quoted(task["paired"]["loss"]) in evidence, (key, quoted(task["paired"]["loss"]))
+            assert all(quoted(task["paired"]["loss"]) in page for page in (evidence, guide, index, readme)), key
             checked += 1
         for variant, info in task.get("auto", {}).items():
             diff = info["paired"].get("best_cell", {}).get("loss") if variant != "random" else None
