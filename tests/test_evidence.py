@@ -247,6 +247,23 @@ def test_pilot_cell_is_the_recipes_when_set(tmp_path: Path) -> None:
     assert (sst2.lr, sst2.ratio) == (1e-3, 8.0)
 
 
+def test_more_seeds_extend_a_folders_protocol_and_anything_else_is_refused(tmp_path: Path) -> None:
+    """A folder made with seeds 1..5 accepts a command with seeds 1..10 (and records it), still accepts 1..5,
+    and refuses another η_A grid."""
+    from benchmarks.evidence.runner import Runner
+
+    def runner(protocol: Protocol) -> Runner:
+        return Runner(Paths(tmp_path, tmp_path, tmp_path, "unused"), RECIPES, protocol, ["standard"], None)
+
+    runner(Protocol()).check_protocol()
+    runner(Protocol(seeds=tuple(range(1, 11)))).check_protocol()
+    assert json.loads((tmp_path / "protocol.json").read_text())["seeds"] == list(range(1, 11))
+    runner(Protocol()).check_protocol()  # fewer seeds: a prefix of the record, which stays
+    assert json.loads((tmp_path / "protocol.json").read_text())["seeds"] == list(range(1, 11))
+    with pytest.raises(SystemExit, match="records another protocol"):
+        runner(Protocol(lrs=(1e-3,))).check_protocol()
+
+
 def test_the_evidence_pages_quote_the_committed_summary() -> None:
     """The SST-2 numbers the docs quote (choice, paired difference, accuracy, crossing step, early-rung losses)
     are those of benchmarks/results/evidence/summary.json, as `--phases report` writes it."""

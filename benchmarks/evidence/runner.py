@@ -81,6 +81,10 @@ def _json(value: object) -> object:
     return json.loads(json.dumps(value))
 
 
+def _but_seeds(protocol: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in protocol.items() if k != "seeds"}
+
+
 def final_loss(record: Record) -> float:
     """The last held-out loss of a run (NaN if it diverged)."""
     return as_float(record["final"].get("loss"))
@@ -113,16 +117,21 @@ class Runner:
     def check_protocol(self) -> None:
         """Write ``protocol.json`` on the first run; refuse to mix results of another protocol into the folder.
 
+        More seeds extend a protocol rather than change it (seeds are always 1..n): a command with more
+        seeds than the folder's record is accepted and becomes the record; one with fewer runs on a prefix.
+
         Raises:
-            SystemExit: If the folder holds results of a different protocol.
+            SystemExit: If the folder holds results of a protocol that differs in anything but its seeds.
         """
         path, wanted = self.paths.out / "protocol.json", _json(asdict(self.protocol))
-        if path.exists() and json.loads(path.read_text()) != wanted:
+        stored = json.loads(path.read_text()) if path.exists() else None
+        if stored is not None and _but_seeds(stored) != _but_seeds(wanted):
             raise SystemExit(
                 f"{path} records another protocol ({path.read_text().strip()}) than this command's ({wanted}): "
-                "use another `--out`, or the options that made it."
+                "use another `--out`, or the options that made it (`--seeds` may differ)."
             )
-        write_json_atomic(path, wanted)
+        if stored is None or len(wanted["seeds"]) > len(stored["seeds"]):
+            write_json_atomic(path, wanted)
 
     def run(self, spec: RunSpec, prefix: Record | None = None) -> Record | None:
         """The record of ``spec``: read if it exists (same recipe only), else trained and written; None if another
