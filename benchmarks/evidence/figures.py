@@ -50,7 +50,8 @@ def plot_curves(
 
 def plot_selection(name: str, arms: dict[str, dict[str, Any]], path: Path) -> None:
     """Heatmap of the selection-split loss at rung 0 over η_A × λ (both arms); cells run to N show
-    ``rung → N`` and each arm's choice is framed.
+    ``rung → N`` and each arm's choice is framed. The colours span the best rung loss to twice it, so a
+    diverged cell (shown in the top colour, its value written) does not flatten the rest.
 
     Args:
         name: ``<task>-<init>``, the title.
@@ -68,12 +69,19 @@ def plot_selection(name: str, arms: dict[str, dict[str, Any]], path: Path) -> No
     grid = np.full((len(lrs), len(ratios)), np.nan)
     fig, (ax,) = _figure(1, width=1.3 * len(ratios) + 2.5, height=0.6 * len(lrs) + 1.8)
     for cell in cells:
+        grid[lrs.index(cell["lr"]), ratios.index(cell["ratio"])] = (
+            np.nan if cell["rung_loss"] is None else cell["rung_loss"]
+        )
+    finite = grid[np.isfinite(grid)]
+    low, top = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    high = max(min(top, 2 * low), low + 1e-9)
+    for cell in cells:
         i, j = lrs.index(cell["lr"]), ratios.index(cell["ratio"])
         rung, full = cell["rung_loss"], cell["full_loss"]
-        grid[i, j] = np.nan if rung is None else rung
         text = "–" if rung is None else f"{rung:.3f}" + ("" if full is None else f"\n→ {full:.3f}")
-        ax.text(j, i, text, ha="center", va="center", fontsize=7)
-    image = ax.imshow(grid, cmap="viridis_r", aspect="auto", origin="lower")
+        dark = rung is not None and rung > low + 0.6 * (high - low)  # the dark end of viridis_r
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    image = ax.imshow(grid, cmap="viridis_r", aspect="auto", origin="lower", vmin=low, vmax=high)
     for arm in arms.values():
         if arm["choice"]:
             i, j = lrs.index(arm["choice"]["lr"]), ratios.index(arm["choice"]["ratio"])
@@ -81,5 +89,5 @@ def plot_selection(name: str, arms: dict[str, dict[str, Any]], path: Path) -> No
     ax.set_xticks(range(len(ratios)), [f"{r:g}" for r in ratios])
     ax.set_yticks(range(len(lrs)), [f"{v:g}" for v in lrs])
     ax.set(xlabel="λ (1 = LoRA)", ylabel="η_A", title=f"{name}: selection loss at rung 0 (→ at N); choices framed")
-    fig.colorbar(image, ax=ax, label="selection-split loss at rung 0")
+    fig.colorbar(image, ax=ax, label="selection-split loss at rung 0", extend="max" if top > high else "neither")
     _save(fig, path)
