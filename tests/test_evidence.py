@@ -405,7 +405,7 @@ def test_the_defaults_are_the_evidence_pages_pair_and_the_quickstarts() -> None:
     quickstart = yaml.safe_load((repo / "configs/quickstart.yaml").read_text())["model"]
     assert (float(quickstart["lr"]), float(quickstart["ratio"])) == (DEFAULT_LR, DEFAULT_RATIO)
     runs = repo / "benchmarks/results/evidence/runs"
-    for task, label in (("sst2", "SST-2"), ("mrpc", "MRPC"), ("cola", "CoLA")):
+    for task, label in (("sst2", "SST-2"), ("mrpc", "MRPC"), ("cola", "CoLA"), ("instruct", "instructions (SmolLM2)")):
         spec = RunSpec(task, "standard", DEFAULT_LR, DEFAULT_RATIO, 0, "full")
         loss = json.loads((runs / task / "full" / f"{spec.run_id}.json").read_text())["final"]["loss"]
         assert f"| {label} | {loss:.3f}" in page, (task, loss)
