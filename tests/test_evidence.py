@@ -264,6 +264,21 @@ def test_more_seeds_extend_a_folders_protocol_and_anything_else_is_refused(tmp_p
         runner(Protocol(lrs=(1e-3,))).check_protocol()
 
 
+def test_selection_heatmap_draws_diverged_and_missing_cells(tmp_path: Path) -> None:
+    """The selection heatmap is drawn with a diverged cell (its colour scale capped at twice the best), with a cell
+    not yet run, and before any cell has a rung loss."""
+    from benchmarks.evidence.figures import plot_selection
+
+    def cell(lr: float, ratio: float, rung: float | None, full: float | None = None) -> dict:
+        return {"lr": lr, "ratio": ratio, "rung_loss": rung, "full_loss": full}
+
+    arms = {"lora": {"grid": [cell(1e-3, 1.0, 1.2, 1.0), cell(2e-3, 1.0, 22.4)], "choice": {"lr": 1e-3, "ratio": 1.0}},
+            "loraplus": {"grid": [cell(1e-3, 4.0, None)], "choice": None}}  # fmt: skip
+    plot_selection("t", arms, tmp_path / "a.png")
+    plot_selection("t", {"lora": {"grid": [cell(1e-3, 1.0, None)], "choice": None}}, tmp_path / "b.png")
+    assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "b.png").stat().st_size > 1000
+
+
 def test_the_evidence_pages_quote_the_committed_summary() -> None:
     """The SST-2 numbers the docs quote (choice, paired difference, accuracy, crossing step, early-rung losses)
     are those of benchmarks/results/evidence/summary.json, as `--phases report` writes it."""

