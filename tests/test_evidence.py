@@ -17,7 +17,7 @@ from benchmarks.evidence.auto import VARIANTS, random_cell, search_space, summar
 from benchmarks.evidence.common import paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
-from benchmarks.evidence.search import extension, promote, search_arm
+from benchmarks.evidence.search import ArmSearch, extension, horizon_bias, promote, search_arm
 from benchmarks.evidence.tasks import RECIPES, Protocol, SelectionGlueDataModule, ladder_lr, ladder_step, smoke_recipe
 from lit_loraplus.core.search import DEFAULT_LR, SearchSettings
 from lit_loraplus.core.settings import DEFAULT_RATIO
@@ -130,6 +130,21 @@ def test_search_says_capped_when_extensions_run_out() -> None:
     """With the optimum far off the grid and one extension allowed, the choice stays on the edge: capped."""
     state, _ = _complete("lora", (1.0,), Protocol().lrs, lambda lr, r: -lr, max_extensions=1)
     assert state.choice == (1e-2, 1.0) and state.capped and state.extensions == [1e-2]
+
+
+def test_horizon_bias_compares_the_finalists_rung_ranking_with_their_ranking_at_n() -> None:
+    """Short trials that favour a larger rate show as factors above 1: here rung 0 ranks (2.15e-3, λ 2) first of
+    the three finalists, N ranks (1e-3, λ 8) first, so η_A ×2.15 and B's rate ×0.5375; cells stopped at rung 0
+    do not count, and one finalist gives no comparison."""
+    rung_loss = {(1e-3, 8.0): 0.40, (2.15e-3, 2.0): 0.35, (4.64e-4, 16.0): 0.45, (1e-2, 1.0): 0.10}
+    full = {(1e-3, 8.0): 0.30, (2.15e-3, 2.0): 0.33, (4.64e-4, 16.0): 0.31}
+    state = ArmSearch("loraplus", [4.64e-4, 1e-3, 2.15e-3, 1e-2], (1.0, 2.0, 8.0, 16.0), rung_loss, full)
+    bias = horizon_bias(state)
+    assert bias is not None and bias["rung_best"] == [2.15e-3, 2.0] and bias["full_best"] == [1e-3, 8.0]
+    assert bias["lr_factor"] == pytest.approx(2.15) and bias["b_factor"] == pytest.approx(2.15 * 2 / 8)
+    assert bias["finalists"] == 3
+    state.full_loss = {(1e-3, 8.0): 0.30}
+    assert horizon_bias(state) is None
 
 
 def test_selection_split_is_fixed_disjoint_and_never_dev(glue_dir: Path) -> None:

@@ -25,7 +25,7 @@ from benchmarks.evidence.common import (
     t_interval,
 )
 from benchmarks.evidence.runner import Runner
-from benchmarks.evidence.search import ArmSearch
+from benchmarks.evidence.search import ArmSearch, horizon_bias
 from benchmarks.harness.results import write_json_atomic
 
 LOWER_IS_BETTER = {"loss", "perplexity"}
@@ -108,6 +108,7 @@ def arm_summary(state: ArmSearch) -> dict[str, Any]:
         "selection_loss": state.full_loss.get(state.choice) if state.choice else None,
         "lrs": state.lrs, "ratios": list(state.ratios), "extensions": state.extensions, "capped": state.capped,
         "cells_rung": len(state.rung_loss), "cells_full": len(state.full_loss), "grid": grid,
+        "horizon": horizon_bias(state),
     }  # fmt: skip
 
 
@@ -177,6 +178,15 @@ def _arm_row(arm: str, info: dict[str, Any], keys: list[str]) -> str:
     return "| " + " | ".join([*cells, *values, "–" if learns is None else str(learns)]) + " |"
 
 
+def _horizon(arm: str, bias: dict[str, Any]) -> str:
+    """The short-horizon bias of an arm's grid, in words."""
+    rung, full = (f"(η_A {c[0]:g}, λ {c[1]:g})" for c in (bias["rung_best"], bias["full_best"]))
+    return (
+        f"- short horizon, {arm}: of the {bias['finalists']} cells run to N, rung 0 ranked {rung} first and N "
+        f"ranked {full} first (η_A ×{bias['lr_factor']:.3g}, B's rate ×{bias['b_factor']:.3g})."
+    )
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """``report.md``: one section per task and init."""
     lines = ["# Evidence v2: LoRA vs LoRA+", "", "Generated from the run records by "
@@ -198,6 +208,7 @@ def markdown(summary: dict[str, Any]) -> str:
             diff = task["paired"][key]
             lines.append(f"- {key}: paired LoRA+ − LoRA {format_interval(diff, 4)} (95 % t-interval, n = {diff['n']}); "
                          f"{_reach(task['steps_to_target'][key])}.")  # fmt: skip
+        lines += [_horizon(arm, info["horizon"]) for arm, info in task["arms"].items() if info.get("horizon")]
         lines += [f"- {task['runs']} runs, {task['cpu_hours']:.2f} CPU hours.", ""]
         if "auto" in task:
             lines += markdown_auto(task["auto"], task["auto_reference"], split)

@@ -154,3 +154,25 @@ def search_arm(
             return state
         state.extensions.append(more)
         state.lrs = sorted([*state.lrs, more])
+
+
+def horizon_bias(state: ArmSearch) -> dict[str, float | list[float]] | None:
+    """The short-horizon bias of an arm's grid: how the rung-0 ranking of its finalists differs from their ranking
+    at N.
+
+    Among the cells run to N (each has a rung-0 loss too), the best at rung 0 and the best at N; the factors are
+    rung's best / N's best for η_A and for B's rate λ·η_A (above 1: the shorter horizon favoured a larger rate).
+
+    Args:
+        state: The arm's search state.
+
+    Returns:
+        ``rung_best``, ``full_best`` (cells as ``[η_A, λ]``), ``lr_factor``, ``b_factor`` and ``finalists``, or None
+        with fewer than two finalists.
+    """
+    finalists = {c: state.rung_loss[c] for c in state.full_loss if c in state.rung_loss}
+    rung, full = best(finalists), best({c: state.full_loss[c] for c in finalists})
+    if len(finalists) < 2 or rung is None or full is None:
+        return None
+    return {"rung_best": list(rung), "full_best": list(full), "lr_factor": rung[0] / full[0],
+            "b_factor": rung[0] * rung[1] / (full[0] * full[1]), "finalists": len(finalists)}  # fmt: skip
