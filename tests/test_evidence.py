@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from benchmarks.evidence.__main__ import main
-from benchmarks.evidence.auto import VARIANTS, random_cell, search_space, summarise_auto, variant_spec
+from benchmarks.evidence.auto import VARIANTS, random_cell, reference_lrs, search_space, summarise_auto, variant_spec
 from benchmarks.evidence.common import paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
@@ -327,7 +327,7 @@ def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> Non
     auto = [record("auto", s, 0.40 + 0.001 * s, 4.64e-3 if s == 1 else 2.15e-3, 40) for s in (1, 2, 3)]
     rand = [record("random", s, 0.60 + 0.05 * s, 1e-3, 0) for s in (1, 2, 3)]
     best = [record("", s, 0.40 + 0.0012 * s, 2.15e-3, 0) for s in (1, 2, 3)]
-    summary = summarise_auto(auto + rand, best, ["loss"], steps=400, best_lr=2.15e-3)
+    summary = summarise_auto(auto + rand, best, ["loss"], steps=400, reference_lr={"auto": 2.15e-3})
     assert summary["auto"]["targets"] == {"as_good_as_best_cell": True, "beats_random": True, "within_budget": True}
     assert [c["lr_steps_from_best"] for c in summary["auto"]["chosen"]] == [1, 0, 0]
     assert (
@@ -337,6 +337,22 @@ def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> Non
     worse = [record("auto", s, 0.45 + 0.001 * s, 2.15e-3, 60) for s in (1, 2, 3)]
     assert summarise_auto(worse, best, ["loss"], steps=400)["auto"]["targets"] == {
         "as_good_as_best_cell": False, "beats_random": None, "within_budget": False}  # fmt: skip
+
+
+def test_a_searched_lr_is_measured_against_the_grids_best_at_the_lambda_it_searched_at() -> None:
+    """``auto`` is placed against the best cell's η_A; ``auto-lr`` (λ fixed at the default) against the best η_A at
+    N among the default λ's cells, here 1e-3 although plain LoRA's 2.15e-3 is the best cell; without a default-λ
+    cell run to N it falls back to the best cell's."""
+    lora = ArmSearch("lora", [1e-3, 2.15e-3], (1.0,), full_loss={(2.15e-3, 1.0): 0.45, (1e-3, 1.0): 0.47})
+    plus = ArmSearch("loraplus", [1e-3, 2.15e-3], (DEFAULT_RATIO, 8.0),
+                     full_loss={(1e-3, DEFAULT_RATIO): 0.46, (2.15e-3, 8.0): 0.50})  # fmt: skip
+    lora.choice, plus.choice = (2.15e-3, 1.0), (1e-3, DEFAULT_RATIO)
+    assert reference_lrs({"lora": lora, "loraplus": plus}) == {"auto": 2.15e-3, "auto-lr": 1e-3}
+    del plus.full_loss[(1e-3, DEFAULT_RATIO)]
+    plus.choice = (2.15e-3, 8.0)
+    assert reference_lrs({"lora": lora, "loraplus": plus}) == {"auto": 2.15e-3, "auto-lr": 2.15e-3}
+    plus.choice = None
+    assert reference_lrs({"lora": lora, "loraplus": plus}) is None
 
 
 def test_an_auto_record_made_with_other_settings_is_refused(tmp_path: Path) -> None:
@@ -389,9 +405,9 @@ def test_a_claimed_run_is_skipped_while_its_process_lives_and_taken_over_when_it
 
 def test_every_committed_result_is_quoted_as_summary_json_has_it() -> None:
     """Every task's paired LoRA+ − LoRA dev-loss interval (in the evidence page, the ratio guide, the benchmarks
-    index and the README), and every zero-tuning variant's interval against the best grid cell (but the random
-    pick's; in the evidence page and the ratio guide), are quoted as summary.json has them, so the prose cannot
-    drift from the records when the report is regenerated."""
+    index and the README), every zero-tuning variant's interval against the best grid cell (but the random pick's)
+    and ``lr: auto``'s against the random pick (in the evidence page and the ratio guide), are quoted as
+    summary.json has them, so the prose cannot drift from the records when the report is regenerated."""
     repo = Path(__file__).resolve().parents[1]
     summary = json.loads((repo / "benchmarks/results/evidence/summary.json").read_text())
     evidence, guide, index, readme = (
@@ -412,6 +428,10 @@ def test_every_committed_result_is_quoted_as_summary_json_has_it() -> None:
             diff = info["paired"].get("best_cell", {}).get("loss") if variant != "random" else None
             if diff and diff["n"] >= 4:
                 assert quoted(diff) in evidence and quoted(diff) in guide, (key, variant, quoted(diff))
+                checked += 1
+            against_random = info["paired"].get("random", {}).get("loss")
+            if variant == "auto-lr" and against_random and against_random["n"] >= 5:
+                assert quoted(against_random) in evidence and quoted(against_random) in guide, (key, "random")
                 checked += 1
     assert checked >= 2
 

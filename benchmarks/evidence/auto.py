@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks.evidence.common import Record, as_float, format_interval, paired_difference, t_interval
 from benchmarks.evidence.runs import RunSpec
-from benchmarks.evidence.search import ArmSearch, Cell
+from benchmarks.evidence.search import ArmSearch, Cell, best
 from benchmarks.evidence.tasks import Protocol, Recipe
 from lit_loraplus.core.search import DEFAULT_LR, SEARCH_RATIOS, SearchSettings, halving_rungs, plan_cost
 from lit_loraplus.core.settings import DEFAULT_RATIO
@@ -87,6 +87,20 @@ def best_grid_cell(states: dict[str, ArmSearch]) -> tuple[str, Cell] | None:
     return arm, states[arm].choice
 
 
+def reference_lrs(states: dict[str, ArmSearch]) -> dict[str, float] | None:
+    """The η_A each searching variant's choice is measured against, in ladder steps, for the short-horizon bias.
+
+    ``auto`` (η_A and λ searched): the best grid cell's η_A. ``auto-lr`` (λ fixed at the default): the η_A of the
+    lowest loss at N among the grid's cells with the default λ, or the best cell's where none was run to N.
+    None until both arms have chosen.
+    """
+    found = best_grid_cell(states)
+    if found is None:
+        return None
+    at_default = best({c: v for s in states.values() for c, v in s.full_loss.items() if c[1] == DEFAULT_RATIO})
+    return {"auto": found[1][0], "auto-lr": (at_default or found[1])[0]}
+
+
 def _chosen(record: Record) -> dict[str, Any]:
     """The (η_A, λ) a run trained with, and the extra steps its search took (0 without a search)."""
     search = record.get("search")
@@ -115,7 +129,11 @@ def targets(paired: dict[str, Any], share: float) -> dict[str, bool | None]:
 
 
 def summarise_auto(
-    records: list[Record], reference: list[Record], keys: list[str], steps: int, best_lr: float | None = None
+    records: list[Record],
+    reference: list[Record],
+    keys: list[str],
+    steps: int,
+    reference_lr: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Each variant's dev results and its paired differences against the best grid cell, the defaults and random.
 
@@ -124,8 +142,9 @@ def summarise_auto(
         reference: The seed runs of the best grid cell.
         keys: Held-out keys to compare (``loss`` first).
         steps: N (extra steps are also given as a share of it).
-        best_lr: η_A of the best grid cell: a searched η_A is also given as ladder steps (×2.15) from it, the
-            short-horizon bias (positive: the short trials chose a larger η_A than the full-length grid).
+        reference_lr: Per searching variant, the full-length grid's best η_A (:func:`reference_lrs`): a searched
+            η_A is also given as ladder steps (×2.15) from it, the short-horizon bias (positive: the short trials
+            chose a larger η_A than the full-length grid).
 
     Returns:
         Per variant: ``seeds``, ``final`` (t-intervals per key), ``chosen`` per seed (with ``lr_steps_from_best``
@@ -140,9 +159,9 @@ def summarise_auto(
     for variant in (v for v in VARIANTS if v in by_variant):
         runs = by_variant[variant]
         chosen = [{"seed": seed, **_chosen(r)} for seed, r in sorted(runs.items())]
-        if best_lr and variant in ("auto", "auto-lr"):
+        if reference_lr and variant in reference_lr:
             for c in chosen:
-                c["lr_steps_from_best"] = round(3 * math.log10(c["lr"] / best_lr))
+                c["lr_steps_from_best"] = round(3 * math.log10(c["lr"] / reference_lr[variant]))
         extra = statistics.fmean(c["extra_steps"] for c in chosen)
         paired = {
             base: {k: paired_difference(*({s: as_float(r["final"].get(k)) for s, r in side.items()}

@@ -14,7 +14,7 @@ import statistics
 from typing import Any
 
 from benchmarks.evidence import figures
-from benchmarks.evidence.auto import best_grid_cell, markdown_auto, summarise_auto
+from benchmarks.evidence.auto import best_grid_cell, markdown_auto, reference_lrs, summarise_auto
 from benchmarks.evidence.common import (
     Record,
     as_float,
@@ -153,7 +153,7 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
         reference = seeds[best[0]] if best else []
         summary["auto_reference"] = {"arm": best[0], "cell": list(best[1])} if best else None
         keys = metric_keys(auto + reference)
-        summary["auto"] = summarise_auto(auto, reference, keys, recipe.steps, best[1][0] if best else None)
+        summary["auto"] = summarise_auto(auto, reference, keys, recipe.steps, reference_lrs(states))
         summary["auto_runs"] = {"runs": len(auto), "cpu_hours": sum(r["timing"]["cpu_s"] for r in auto) / 3600}
     return summary
 
