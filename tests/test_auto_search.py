@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -21,9 +22,10 @@ from lit_loraplus.core.halving import successive_halving
 from lit_loraplus.core.rng import rng_state
 from lit_loraplus.core.search import SearchSettings, halving_rungs, keep_best, lr_ladder, plan_cost
 from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO
-from lit_loraplus.data import GlueDataModule, InstructionDataModule
+from lit_loraplus.data import GlueDataModule, InstructionDataModule, TextClassificationDataModule
 from lit_loraplus.training import LoraPlusModule
 from lit_loraplus.training.search import search_strategy_problems
+from lit_loraplus.training.search_data import constant_loss
 from lit_loraplus.training.search_report import SEARCH_FILE
 
 # --- the plan, the budget and the halving loop (pure) ---------------------------------------------------------------
@@ -386,6 +388,53 @@ def test_scoring_on_validation_without_validation_data_is_refused(tmp_path, tiny
     with pytest.raises(ValueError, match=r"`search_score_on='validation'`.* no validation data.*'train'"):
         fit(module, data.train_dataloader(), tmp_path, 4)
     assert module.search_record is None
+
+
+def test_the_constant_baseline_is_the_label_balance_entropy_or_the_target_variance() -> None:
+    """Scoring rows 3:1 → the entropy of (0.75, 0.25) for a classifier, whatever the batching; targets 1, 3 | 2, 2
+    → variances 1 and 0, averaged over the batches as a score is; no baseline for a causal LM, multi-label targets
+    or a batch without labels."""
+    three_to_one = [{"labels": torch.tensor([0, 0, 1, 0])}, {"labels": torch.tensor([1, 0, 0, 0])}]
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert constant_loss(three_to_one, "sequence_classification", 2) == pytest.approx(entropy)
+    targets = [{"labels": torch.tensor([1.0, 3.0])}, {"labels": torch.tensor([2.0, 2.0])}]
+    assert constant_loss(targets, "sequence_classification", 1) == pytest.approx(0.5)
+    assert constant_loss(three_to_one, "causal_lm", None) is None
+    assert constant_loss([{"labels": torch.tensor([[1.0, 0.0]])}], "sequence_classification", 2) is None
+    assert constant_loss([*three_to_one, {"input_ids": torch.ones(1, 2)}], "sequence_classification", 2) is None
+
+
+def _reviews(tmp_path: Path) -> Path:
+    """Train and validation files whose labels are 3:1 in every batch of 4 rows."""
+    rows = [("text", "label")] + [
+        (f"{w} film number {i}", w) for i in range(8) for w in ("good", "good", "good", "bad")
+    ]
+    for name in ("train.csv", "val.csv"):
+        with open(tmp_path / name, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    return tmp_path
+
+
+@pytest.mark.parametrize("lrs, warned", [([1e-7, 2e-7], True), ([2e-2, 5e-2], False)])
+def test_a_search_that_learned_only_the_prior_says_so(tmp_path, tiny_bert_dir, lrs, warned) -> None:
+    """On 3:1 labels, trials at η_A 1e-7 move nothing: the best cell's held-out loss (about ln 2, the untrained
+    head) is no better than predicting the 3:1 balance (0.5623), the record keeps that baseline and the run warns
+    that the choice is close to a guess. At η_A 2e-2 the trials learn the words and beat it: no warning."""
+    folder = _reviews(tmp_path)
+    data = TextClassificationDataModule(
+        str(folder / "train.csv"), str(tiny_bert_dir), val_file=str(folder / "val.csv"), batch_size=4
+    )
+    module = bert(tiny_bert_dir, lr="auto", search_lrs=lrs, search_budget=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(module, data, tmp_path, 4)
+    record = module.search_record
+    assert record["constant_score"] == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert (record["best_cell"]["score"] >= record["constant_score"]) is warned
+    said = [str(w.message) for w in caught if "no better than predicting" in str(w.message)]
+    assert len(said) == int(warned)
+    if warned:
+        assert "choice of `lr` is close to a guess" in said[0] and "`search_budget`" in said[0]
 
 
 # --- DDP ------------------------------------------------------------------------------------------------------------

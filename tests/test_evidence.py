@@ -207,7 +207,7 @@ def test_smoke_run_writes_records_and_report_then_resumes(tmp_path: Path, tiny_b
     assert summary["auto"]["auto"]["paired"]["best_cell"]["loss"]["keys"] == [1, 2]
     default = {"seed": 1, "lr": DEFAULT_LR, "ratio": DEFAULT_RATIO, "extra_steps": 0}
     assert summary["auto"]["default"]["chosen"][0] == default
-    assert "auto − best_cell" in (out / "report.md").read_text()
+    assert "auto − best_cell: loss" in (out / "report.md").read_text()
     for name in ("figures/curves_sst2-standard.png", "figures/selection_sst2-standard.png", "report.md"):
         assert (out / name).stat().st_size > 0
     capsys.readouterr()

@@ -103,6 +103,8 @@ class SearchOutcome:
         lr_factor: The short-horizon correction applied to η_A.
         scored_on: Where the scoring batches came from.
         score_batches: Held-out batches per score.
+        constant_score: The scoring rows' loss under the best constant prediction (their label balance or mean;
+            None where there is none): a best score not below it means the trials learned only the prior.
     """
 
     requested: dict[str, Any]
@@ -116,6 +118,12 @@ class SearchOutcome:
     lr_factor: float
     scored_on: str
     score_batches: int
+    constant_score: float | None = None
+
+    @property
+    def learned_only_the_prior(self) -> bool:
+        """Whether the best cell's score is no better than predicting a constant (the trials were too short)."""
+        return self.constant_score is not None and not self.best.score < self.constant_score
 
     @property
     def extra_steps(self) -> int:
@@ -136,6 +144,7 @@ class SearchOutcome:
             "scored_on": self.scored_on,
             "score_batches": self.score_batches,
             "score": "mean held-out loss (eval mode) after each rung",
+            "constant_score": _number(self.constant_score) if self.constant_score is not None else None,
             "trials": [
                 {"lr": t.lr, "ratio": t.ratio, "steps": t.steps, "scores": [_number(s) for s in t.scores]}
                 for t in self.trials

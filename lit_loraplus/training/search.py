@@ -37,7 +37,7 @@ from lit_loraplus.core.optim import create_loraplus_optimizer
 from lit_loraplus.core.search import AUTO, SearchSettings
 from lit_loraplus.core.settings import GroupSettings
 from lit_loraplus.training.distributed import strategy_kind
-from lit_loraplus.training.search_data import SearchData
+from lit_loraplus.training.search_data import SearchData, constant_loss
 from lit_loraplus.training.state import InitialState
 
 SEARCHED = ("lr", "ratio")
@@ -207,6 +207,10 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
     finally:
         trials.close()
     lr, ratio = trainer.strategy.broadcast((best.lr, best.ratio), src=0)
+    prior = constant_loss(data.score, h.task, h.num_labels) if data else None
+    if prior is not None:  # each rank's own scoring rows, averaged over the ranks as the scores are
+        value = torch.tensor(prior, dtype=torch.float64, device=trainer.strategy.root_device)
+        prior = float(trainer.strategy.reduce(value, reduce_op="mean"))
     return SearchOutcome(
         requested={key: h[key] for key in SEARCHED},
         lr=lr * settings.lr_factor if h.lr == AUTO else lr,
@@ -219,4 +223,5 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
         lr_factor=settings.lr_factor,
         scored_on=scored_on,
         score_batches=len(data.score) if data else 0,
+        constant_score=prior,
     )

@@ -126,3 +126,32 @@ class SearchData:
         rows = list(range(len(loader.dataset)))[rank::world][: batches * size]
         score = _collate(loader, rows, size)
         return score if score and all(_has_labels(b) for b in score) else []
+
+
+def constant_loss(batches: Sequence[Mapping[str, Any]], task: str, num_labels: int | None) -> float | None:
+    """The held-out loss of the best constant prediction on the scoring batches, averaged as a cell's score is.
+
+    A classifier that predicts the rows' label balance for every row scores the entropy of that balance (cross
+    entropy); a regressor that predicts their mean scores their variance (mean squared error). A search whose best
+    cell scores no better has learned nothing beyond the class prior, so its choice says little.
+
+    Args:
+        batches: The scoring batches (each with ``labels``).
+        task: The module's task; only ``sequence_classification`` has a constant baseline here.
+        num_labels: 1 for regression, else the number of classes.
+
+    Returns:
+        The mean over batches of each batch's mean loss under the constant prediction; None for other tasks,
+        multi-label targets or batches without labels.
+    """
+    labels = [batch["labels"] for batch in batches if "labels" in batch]
+    if task != "sequence_classification" or not labels or len(labels) < len(batches):
+        return None
+    if num_labels == 1:
+        mean = torch.cat([y.double().flatten() for y in labels]).mean()
+        return float(torch.stack([((y.double().flatten() - mean) ** 2).mean() for y in labels]).mean())
+    if any(y.is_floating_point() for y in labels):
+        return None
+    counts = torch.bincount(torch.cat([y.flatten() for y in labels]), minlength=num_labels or 0).double()
+    log_p = (counts / counts.sum()).log()
+    return float(torch.stack([-log_p[y.flatten()].mean() for y in labels]).mean())

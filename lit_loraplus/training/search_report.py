@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_loraplus.core.halving import SearchOutcome
 
@@ -42,6 +42,20 @@ def describe(outcome: SearchOutcome) -> list[str]:
     ]
 
 
+def prior_warning(outcome: SearchOutcome) -> str | None:
+    """The warning for a search whose best cell scored no better than a constant prediction (None otherwise)."""
+    if not outcome.learned_only_the_prior:
+        return None
+    settings = ", ".join(f"`{key}`" for key, value in outcome.requested.items() if value == "auto")
+    return (
+        f"lit-loraplus: auto's best cell scored {outcome.best.score:.4f} on its held-out rows, no better than "
+        f"predicting their label balance (or mean) for every row ({outcome.constant_score:.4f}): the trials ended "
+        f"before the model learned anything beyond the prior, so the choice of {settings} is close to a guess. "
+        f"Give the search longer trials (a larger `search_budget`, or fewer `search_lrs` / `search_ratios`), or "
+        f"set {settings} yourself."
+    )
+
+
 def _folders(trainer: L.Trainer) -> list[Path]:
     """Where each logger keeps its files (W&B: the run's ``files`` folder, which it uploads)."""
     folders = []
@@ -65,6 +79,8 @@ def report_search(trainer: L.Trainer, outcome: SearchOutcome) -> list[Path]:
     """
     for line in describe(outcome):
         rank_zero_info(line)
+    if warning := prior_warning(outcome):
+        rank_zero_warn(warning)
     if not trainer.is_global_zero:
         return []
     record: dict[str, Any] = outcome.to_dict()
