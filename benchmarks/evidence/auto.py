@@ -180,22 +180,27 @@ def summarise_auto(
 
 
 def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None, split: str = "dev") -> list[str]:
-    """The ``auto`` section of a task in ``report.md``: a table per variant, then the paired loss differences."""
+    """The ``auto`` section of a task in ``report.md``: a table per variant (every held-out key, so a task metric
+    shows a run that only learned the class prior, which its loss can hide), then the paired differences."""
     cell = f"η_A {reference['cell'][0]:g}, λ {reference['cell'][1]:g} ({reference['arm']})" if reference else "–"
+    keys = list(next(iter(auto.values()))["final"]) if auto else []
     lines = [f"Zero-tuning (`lr`/`ratio` \"auto\") on the same seeds, scored on {split}; best grid cell: {cell}.", "",
-             f"| variant | seeds | {split} loss | extra steps (share of N) | chosen (η_A, λ) per seed | targets met |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+             "| variant | seeds | " + " | ".join(f"{split} {k}" for k in keys)
+             + " | extra steps (share of N) | chosen (η_A, λ) per seed | targets met |",
+             "|---|---|" + "---|" * len(keys) + "---|---|---|"]  # fmt: skip
     for variant, info in auto.items():
         chosen = "; ".join(f"{c['lr']:.3g}, {c['ratio']:g}" for c in info["chosen"])
         extra = info["extra_steps"]
         met = ", ".join(f"{name.replace('_', ' ')}: {'–' if ok is None else 'yes' if ok else 'no'}"
                         for name, ok in info["targets"].items())  # fmt: skip
-        lines.append(f"| {variant} | {len(info['seeds'])} | {format_interval(info['final'].get('loss'))} | "
+        finals = " | ".join(format_interval(info["final"].get(k)) for k in keys)
+        lines.append(f"| {variant} | {len(info['seeds'])} | {finals} | "
                      f"{extra['mean']:.0f} ({100 * extra['share']:.1f} %) | {chosen} | {met} |")  # fmt: skip
     lines.append("")
     for variant, info in auto.items():
         for base, diffs in info["paired"].items():
-            diff = diffs.get("loss")
-            if diff and diff["n"]:
-                lines.append(f"- loss, {variant} − {base}: {format_interval(diff, 4)} (n = {diff['n']})")
+            found = [(k, d) for k, d in diffs.items() if d and d["n"]]
+            if found:
+                values = ", ".join(f"{k} {format_interval(d, 4)}" for k, d in found)
+                lines.append(f"- {variant} − {base}: {values} (n = {found[0][1]['n']})")
     return [*lines, ""]
