@@ -20,7 +20,7 @@ from lit_loraplus.callbacks import AdapterCheckpoint, AdapterExport
 from lit_loraplus.cli import LoraPlusCLI
 from lit_loraplus.core.halving import successive_halving
 from lit_loraplus.core.rng import rng_state
-from lit_loraplus.core.search import SearchSettings, halving_rungs, keep_best, lr_ladder, plan_cost
+from lit_loraplus.core.search import SearchSettings, default_cell, halving_rungs, keep_best, lr_ladder, plan_cost
 from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO
 from lit_loraplus.data import GlueDataModule, InstructionDataModule, TextClassificationDataModule
 from lit_loraplus.training import LoraPlusModule
@@ -73,6 +73,15 @@ def test_budget_for_a_300_step_run() -> None:
         SearchSettings(budget=0, halving=1)
 
 
+def test_the_fallback_cell_is_the_searched_value_nearest_each_default() -> None:
+    """A search that cannot tell falls back to the defaults (η_A 1e-3, λ 4) where they were searched, else to the
+    nearest searched value by ratio (the smaller on a tie); a fixed setting keeps its one value."""
+    assert default_cell(SearchSettings().grid("auto", "auto")) == (DEFAULT_LR, DEFAULT_RATIO)
+    assert default_cell(SearchSettings(ratios=[1, 2, 16]).grid(3e-4, "auto")) == (3e-4, 2.0)
+    assert default_cell(SearchSettings(lrs=[5e-4, 2e-3], ratios=[2, 8]).grid("auto", "auto")) == (5e-4, 2.0)
+    assert default_cell([(1e-7, 4.0), (2e-7, 4.0)]) == (2e-7, 4.0)
+
+
 def test_keep_best_breaks_ties_by_order_and_drops_diverged_cells() -> None:
     """The lowest scores survive, in cell order; equal scores go to the earlier cell; inf/NaN never survive."""
     assert keep_best([0.3, 0.1, 0.2, 0.1], 2) == [1, 3]
@@ -112,6 +121,7 @@ def test_successive_halving_on_a_known_score() -> None:
         ({"lr": "auto", "search_lrs": [], "search_lr_factor": 0}, r"`search_lrs=\[\]`.*`search_lr_factor=0`"),
         ({"lr": "fast"}, r"`lr='fast'` must be a positive finite number"),
         ({"ratio": "auto", "search_score_on": "dev"}, r"`search_score_on='dev'` must be one of \['auto', 'valid"),
+        ({"ratio": "auto", "search_fallback": "yes"}, r"`search_fallback='yes'` must be true or false"),
     ],
 )
 def test_search_settings_are_checked_with_the_others(settings, match) -> None:
@@ -415,26 +425,50 @@ def _reviews(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("lrs, warned", [([1e-7, 2e-7], True), ([2e-2, 5e-2], False)])
-def test_a_search_that_learned_only_the_prior_says_so(tmp_path, tiny_bert_dir, lrs, warned) -> None:
+@pytest.mark.parametrize(
+    "settings, warned, chosen",
+    [
+        ({"lr": "auto", "search_lrs": [1e-7, 2e-7]}, True, (2e-7, DEFAULT_RATIO)),
+        ({"lr": "auto", "search_lrs": [1e-7, 2e-7], "search_fallback": False}, True, "best"),
+        ({"lr": 1e-7, "ratio": "auto", "search_ratios": [1, 4, 16]}, True, (1e-7, DEFAULT_RATIO)),
+        ({"lr": "auto", "search_lrs": [2e-2, 5e-2]}, False, None),
+    ],
+    ids=["falls-back", "fallback-off", "ratio-only", "learns"],
+)
+def test_a_search_that_learned_only_the_prior_says_so_and_trains_with_the_defaults(
+    tmp_path, tiny_bert_dir, settings, warned, chosen
+) -> None:
     """On 3:1 labels, trials at η_A 1e-7 move nothing: the best cell's held-out loss (about ln 2, the untrained
-    head) is no better than predicting the 3:1 balance (0.5623), the record keeps that baseline and the run warns
-    that the choice is close to a guess. At η_A 2e-2 the trials learn the words and beat it: no warning."""
+    head) is no better than predicting the 3:1 balance (0.5623), the record keeps that baseline, the run trains
+    with the searched values nearest the defaults (η_A 2e-7 of [1e-7, 2e-7]; λ 4 with η_A fixed) and warns,
+    naming the cell it passed over. With ``search_fallback=False`` it keeps the best cell and warns that the
+    choice is close to a guess.
+    At η_A 2e-2 the trials learn the words and beat the baseline: no warning, no fallback."""
     folder = _reviews(tmp_path)
     data = TextClassificationDataModule(
         str(folder / "train.csv"), str(tiny_bert_dir), val_file=str(folder / "val.csv"), batch_size=4
     )
-    module = bert(tiny_bert_dir, lr="auto", search_lrs=lrs, search_budget=16)
+    module = bert(tiny_bert_dir, search_budget=16, **settings)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit(module, data, tmp_path, 4)
     record = module.search_record
     assert record["constant_score"] == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
     assert (record["best_cell"]["score"] >= record["constant_score"]) is warned
+    fell_back = warned and settings.get("search_fallback", True)
+    assert record["fell_back"] is fell_back
+    if chosen:
+        chosen = (record["best_cell"]["lr"], record["best_cell"]["ratio"]) if chosen == "best" else chosen
+        assert (record["chosen"]["lr"], record["chosen"]["ratio"]) == chosen
+        assert (module.hparams.lr, module.hparams.ratio) == chosen  # what the run trained with and saves
     said = [str(w.message) for w in caught if "no better than predicting" in str(w.message)]
     assert len(said) == int(warned)
-    if warned:
-        assert "choice of `lr` is close to a guess" in said[0] and "`search_budget`" in said[0]
+    if fell_back:
+        best = f"η_A={record['best_cell']['lr']:g}, λ={record['best_cell']['ratio']:g}"
+        assert f"nearest the defaults (η_A={chosen[0]:g}, λ=4) instead of the best cell ({best})" in said[0]
+        assert "`search_fallback: false`" in said[0] and "`search_budget`" in said[0]
+    elif warned:
+        assert f"choice of `lr` (η_A={chosen[0]:g}, λ=4) is close to a guess" in said[0]
 
 
 # --- DDP ------------------------------------------------------------------------------------------------------------

@@ -93,8 +93,9 @@ class SearchOutcome:
 
     Attributes:
         requested: What the user set, e.g. ``{"lr": "auto", "ratio": 16.0}``.
-        lr: The chosen η_A (the best cell's, times ``lr_factor`` when ``lr`` was ``"auto"``).
-        ratio: The chosen λ.
+        lr: The chosen η_A (the best cell's, times ``lr_factor`` when ``lr`` was ``"auto"``; the one nearest
+            the default when the search fell back).
+        ratio: The chosen λ (the best cell's; the one nearest the default when the search fell back).
         best: The winning trial.
         trials: Every trial, in cell order.
         rungs: The plan.
@@ -105,6 +106,8 @@ class SearchOutcome:
         score_batches: Held-out batches per score.
         constant_score: The scoring rows' loss under the best constant prediction (their label balance or mean;
             None where there is none): a best score not below it means the trials learned only the prior.
+        fell_back: Whether the choice is the cell nearest the package defaults, not the best cell, because the
+            trials learned only the prior (``SearchSettings.fallback``).
     """
 
     requested: dict[str, Any]
@@ -119,6 +122,7 @@ class SearchOutcome:
     scored_on: str
     score_batches: int
     constant_score: float | None = None
+    fell_back: bool = False
 
     @property
     def learned_only_the_prior(self) -> bool:
@@ -145,6 +149,7 @@ class SearchOutcome:
             "score_batches": self.score_batches,
             "score": "mean held-out loss (eval mode) after each rung",
             "constant_score": _number(self.constant_score) if self.constant_score is not None else None,
+            "fell_back": self.fell_back,
             "trials": [
                 {"lr": t.lr, "ratio": t.ratio, "steps": t.steps, "scores": [_number(s) for s in t.scores]}
                 for t in self.trials

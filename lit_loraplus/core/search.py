@@ -28,7 +28,7 @@ from lit_loraplus.core.checks import (
     positive,
     raise_problems,
 )
-from lit_loraplus.core.settings import DEFAULT_LR  # the η_A ladder is centred on the rung nearest to it
+from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO  # the η_A ladder is centred near DEFAULT_LR
 
 AUTO = "auto"
 Auto = Literal["auto"]
@@ -101,6 +101,11 @@ class SearchSettings:
             data, which must carry labels), ``"train"`` (training rows held out from every trial; keeps the
             validation data unseen by the choice, e.g. when it is the split you report) or ``"auto"``
             (validation rows where the validation batches carry labels, else held-out training rows).
+        fallback: When the best cell scores no better than the best constant prediction on the scoring rows
+            (their label balance or mean: the trials ended before the model learned anything beyond the prior),
+            train with the cell nearest the package defaults (η_A 1e-3, λ 4; the defaults themselves with the
+            default lists, :func:`default_cell`) instead of that cell, whose win is then close to chance. False
+            keeps the best cell.
     """
 
     budget: int | float = 0.1
@@ -111,6 +116,7 @@ class SearchSettings:
     min_steps: int = 2
     score_batches: int = 4
     score_on: ScoreOn = "auto"
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         raise_problems(self.problems_in(asdict(self), prefix=""), "search settings")
@@ -137,6 +143,9 @@ class SearchSettings:
         problems += int_at_least(f"{prefix}min_steps", get("min_steps", 2), 1)
         problems += int_at_least(f"{prefix}score_batches", get("score_batches", 4), 1)
         problems += one_of(f"{prefix}score_on", get("score_on", "auto"), get_args(ScoreOn))
+        if not isinstance(get("fallback", True), bool):
+            problems += [f"`{prefix}fallback={get('fallback')!r}` must be true or false (true: train with the defaults "
+                         "when no cell beats a constant prediction)."]  # fmt: skip
         return problems
 
     def grid(self, lr: float | str, ratio: float | str) -> list[tuple[float, float]]:
@@ -175,6 +184,23 @@ class SearchSettings:
             f"`model.search_budget={need}` (steps) or {fraction!r} (a fraction of the run), search fewer values "
             "(`model.search_lrs`, `model.search_ratios`), or fix `model.lr` or `model.ratio`."
         )
+
+
+def default_cell(cells: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The cell (η_A, λ) nearest the package defaults, by ratio on each axis (the smaller value on a tie).
+
+    A search falls back to it when no cell beats a constant prediction. A setting that was not searched has one
+    value in ``cells``, so it keeps it; a searched one gets its default wherever the searched values include it.
+
+    Example:
+        >>> default_cell([(1e-4, 2.0), (1e-3, 2.0), (1e-4, 8.0), (1e-3, 8.0)])
+        (0.001, 2.0)
+    """
+
+    def nearest(values: set[float], target: float) -> float:
+        return min(values, key=lambda v: (abs(math.log(v / target)), v))
+
+    return nearest({c[0] for c in cells}, DEFAULT_LR), nearest({c[1] for c in cells}, DEFAULT_RATIO)
 
 
 def keep_best(scores: Sequence[float], keep: int) -> list[int]:

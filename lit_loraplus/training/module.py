@@ -114,6 +114,10 @@ class LoraPlusModule(L.LightningModule):
         search_score_on: What scores the search's cells: ``"auto"`` (the validation data where its batches
             carry labels, else training rows held out from every trial), ``"validation"`` or ``"train"``
             (keeps the validation data unseen by the choice, e.g. when it is the split you report).
+        search_fallback: When the search's best cell scores no better than predicting the scoring rows' label
+            balance (or mean) for every row, train with the searched values nearest the defaults (η_A 1e-3,
+            λ 4: the defaults themselves with the default lists) instead of that cell, and warn. False keeps
+            the best cell (and still warns).
 
     ``"auto"``: before the first optimizer step of ``fit``, every (η_A, λ) cell trains a few steps from
     the run's initial state on the run's own training data at constant rates, is scored on held-out
@@ -169,6 +173,7 @@ class LoraPlusModule(L.LightningModule):
         search_ratios: list[float] | None = None,
         search_lr_factor: float = 1.0,
         search_score_on: ScoreOn = "auto",
+        search_fallback: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])

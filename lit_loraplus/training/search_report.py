@@ -33,12 +33,22 @@ def describe(outcome: SearchOutcome) -> list[str]:
     corrected = (
         f" (best cell η_A={outcome.best.lr:g} × lr_factor {outcome.lr_factor:g})" if outcome.lr_factor != 1 else ""
     )
+    if outcome.fell_back:
+        chose = (
+            f"lit-loraplus: auto fell back to the cell nearest the defaults, η_A={outcome.lr:g}, "
+            f"λ={outcome.ratio:g}: its best cell (η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}, held-out loss "
+            f"{outcome.best.score:.4f}) did no better than a constant prediction ({outcome.constant_score:.4f})"
+        )
+    else:
+        chose = (
+            f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}{corrected}, held-out loss "
+            f"{outcome.best.score:.4f}"
+        )
     return [
         f"lit-loraplus: auto search over {len(outcome.trials)} cells (η_A, λ), rungs of cells × steps: {plan}; "
         f"{outcome.extra_steps} extra optimizer steps ({share:.1%} of the run's {outcome.total_steps}, budget "
         f"{outcome.budget_steps}), scored on {outcome.score_batches} batches of {outcome.scored_on}",
-        f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}{corrected}, held-out loss "
-        f"{outcome.best.score:.4f}",
+        chose,
     ]
 
 
@@ -47,12 +57,22 @@ def prior_warning(outcome: SearchOutcome) -> str | None:
     if not outcome.learned_only_the_prior:
         return None
     settings = ", ".join(f"`{key}`" for key, value in outcome.requested.items() if value == "auto")
+    cell = f"η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}"
+    if outcome.fell_back:
+        action = (
+            f"so the run trains with the cell nearest the defaults (η_A={outcome.lr:g}, λ={outcome.ratio:g}) instead "
+            f"of the best "
+            f"cell ({cell}), whose win is close to a guess"
+        )
+        keep = ", or set `search_fallback: false` to train with the best cell anyway"
+    else:
+        action = f"so the choice of {settings} ({cell}) is close to a guess"
+        keep = ""
     return (
         f"lit-loraplus: auto's best cell scored {outcome.best.score:.4f} on its held-out rows, no better than "
         f"predicting their label balance (or mean) for every row ({outcome.constant_score:.4f}): the trials ended "
-        f"before the model learned anything beyond the prior, so the choice of {settings} is close to a guess. "
-        f"Give the search longer trials (a larger `search_budget`, or fewer `search_lrs` / `search_ratios`), or "
-        f"set {settings} yourself."
+        f"before the model learned anything beyond the prior, {action}. Give the search longer trials (a larger "
+        f"`search_budget`, or fewer `search_lrs` / `search_ratios`), or set {settings} yourself{keep}."
     )
 
 
