@@ -141,15 +141,19 @@ def test_fsdp_and_deepspeed_are_refused() -> None:
 
 def test_cli_and_yaml_take_auto(tmp_path) -> None:
     """`--model.lr=auto` / `ratio: auto` parse to "auto"; numbers stay numbers; an int budget is steps, a float a
-    fraction; groups asked for before the search say why they do not exist yet."""
-    (tmp_path / "auto.yaml").write_text("model:\n  ratio: auto\n  search_budget: 60\n  search_ratios: [2, 8]\n")
+    fraction; `search_fallback` is on unless set false; groups asked for before the search say why they do not
+    exist yet."""
+    yaml = "model:\n  ratio: auto\n  search_budget: 60\n  search_ratios: [2, 8]\n  search_fallback: false\n"
+    (tmp_path / "auto.yaml").write_text(yaml)
     common = ["--model.model=unused", "--data=lit_loraplus.data.GlueDataModule", "--data.task=sst2"]
     common += ["--trainer.logger=false"]
     cli = LoraPlusCLI(args=[*common, "--config", str(tmp_path / "auto.yaml"), "--model.lr=auto"], run=False)
     h = cli.model.hparams
     assert (h.lr, h.ratio, h.search_budget, h.search_ratios) == ("auto", "auto", 60, [2.0, 8.0])
+    assert h.search_fallback is False
     cli = LoraPlusCLI(args=[*common, "--model.lr=3e-4", "--model.ratio=auto", "--model.search_budget=0.2"], run=False)
-    assert (cli.model.hparams.lr, cli.model.hparams.search_budget) == (3e-4, 0.2)
+    h = cli.model.hparams
+    assert (h.lr, h.search_budget, h.search_fallback) == (3e-4, 0.2, True)
     with pytest.raises(RuntimeError, match=r"an 'auto' setting is chosen at the start of `fit`"):
         cli.model.group_settings  # noqa: B018
 
