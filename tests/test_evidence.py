@@ -13,7 +13,15 @@ import pytest
 from scipy import stats
 
 from benchmarks.evidence.__main__ import main
-from benchmarks.evidence.auto import VARIANTS, random_cell, reference_lrs, search_space, summarise_auto, variant_spec
+from benchmarks.evidence.auto import (
+    VARIANTS,
+    markdown_auto,
+    random_cell,
+    reference_lrs,
+    search_space,
+    summarise_auto,
+    variant_spec,
+)
 from benchmarks.evidence.common import paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
@@ -317,10 +325,13 @@ def test_the_evidence_pages_quote_the_committed_summary() -> None:
 
 def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> None:
     """The zero-tuning targets read the paired intervals (best cell: includes 0 or below; random: below 0; extra
-    steps at most 10 %), and a searched η_A is placed in ladder steps from the best grid cell's."""
+    steps at most 10 %), and the η_A the trials ranked best is placed in ladder steps from the best grid cell's,
+    also where the search fell back to the defaults (seed 1: trials' best 4.64e-3, trained with 1e-3)."""
 
     def record(variant: str, seed: int, loss: float, lr: float, extra: int) -> dict:
         search = {"chosen": {"lr": lr, "ratio": 4.0}, "extra_steps": extra} if variant == "auto" else None
+        if search and seed == 1:
+            search |= {"chosen": {"lr": 1e-3, "ratio": 4.0}, "best_cell": {"lr": lr, "ratio": 4.0, "score": 0.7}}
         spec = {"variant": variant, "seed": seed, "lr": lr, "ratio": 4.0}
         return {"spec": spec, "final": {"loss": loss}, "search": search}
 
@@ -330,6 +341,7 @@ def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> Non
     summary = summarise_auto(auto + rand, best, ["loss"], steps=400, reference_lr={"auto": 2.15e-3})
     assert summary["auto"]["targets"] == {"as_good_as_best_cell": True, "beats_random": True, "within_budget": True}
     assert [c["lr_steps_from_best"] for c in summary["auto"]["chosen"]] == [1, 0, 0]
+    assert "| 0.001, 4 (best trial 0.00464, 4); 0.00215, 4; 0.00215, 4 |" in "\n".join(markdown_auto(summary, None))
     assert (
         summary["random"]["targets"]["beats_random"] is None
         and "lr_steps_from_best" not in summary["random"]["chosen"][0]

@@ -102,10 +102,13 @@ def reference_lrs(states: dict[str, ArmSearch]) -> dict[str, float] | None:
 
 
 def _chosen(record: Record) -> dict[str, Any]:
-    """The (η_A, λ) a run trained with, and the extra steps its search took (0 without a search)."""
+    """The (η_A, λ) a run trained with, the extra steps its search took (0 without a search) and, for a search, the
+    cell its trials ranked best (``trial_best``): the chosen cell, unless the search fell back to the defaults."""
     search = record.get("search")
     if search:
-        return {"lr": search["chosen"]["lr"], "ratio": search["chosen"]["ratio"], "extra_steps": search["extra_steps"]}
+        best = search.get("best_cell") or search["chosen"]
+        return {"lr": search["chosen"]["lr"], "ratio": search["chosen"]["ratio"], "extra_steps": search["extra_steps"],
+                "trial_best": {"lr": best["lr"], "ratio": best["ratio"]}}  # fmt: skip
     return {"lr": record["spec"]["lr"], "ratio": record["spec"]["ratio"], "extra_steps": 0}
 
 
@@ -142,9 +145,9 @@ def summarise_auto(
         reference: The seed runs of the best grid cell.
         keys: Held-out keys to compare (``loss`` first).
         steps: N (extra steps are also given as a share of it).
-        reference_lr: Per searching variant, the full-length grid's best η_A (:func:`reference_lrs`): a searched
-            η_A is also given as ladder steps (×2.15) from it, the short-horizon bias (positive: the short trials
-            chose a larger η_A than the full-length grid).
+        reference_lr: Per searching variant, the full-length grid's best η_A (:func:`reference_lrs`): the η_A its
+            trials ranked best is also given as ladder steps (×2.15) from it, the short-horizon bias (positive: the
+            short trials favoured a larger η_A than the full-length grid), whether or not the search fell back.
 
     Returns:
         Per variant: ``seeds``, ``final`` (t-intervals per key), ``chosen`` per seed (with ``lr_steps_from_best``
@@ -161,7 +164,8 @@ def summarise_auto(
         chosen = [{"seed": seed, **_chosen(r)} for seed, r in sorted(runs.items())]
         if reference_lr and variant in reference_lr:
             for c in chosen:
-                c["lr_steps_from_best"] = round(3 * math.log10(c["lr"] / reference_lr[variant]))
+                ranked = c.get("trial_best", c)["lr"]
+                c["lr_steps_from_best"] = round(3 * math.log10(ranked / reference_lr[variant]))
         extra = statistics.fmean(c["extra_steps"] for c in chosen)
         paired = {
             base: {k: paired_difference(*({s: as_float(r["final"].get(k)) for s, r in side.items()}
@@ -179,6 +183,14 @@ def summarise_auto(
     return summary
 
 
+def _passed_over(chosen: dict[str, Any]) -> str:
+    """`` (best trial 0.00464, 4)`` where a search trained with another cell than its trials' best (its fallback)."""
+    best = chosen.get("trial_best")
+    if not best or (best["lr"], best["ratio"]) == (chosen["lr"], chosen["ratio"]):
+        return ""
+    return f" (best trial {best['lr']:.3g}, {best['ratio']:g})"
+
+
 def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None, split: str = "dev") -> list[str]:
     """The ``auto`` section of a task in ``report.md``: a table per variant (every held-out key, so a task metric
     shows a run that only learned the class prior, which its loss can hide), then the paired differences."""
@@ -189,7 +201,7 @@ def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None, split:
              + " | extra steps (share of N) | chosen (η_A, λ) per seed | targets met |",
              "|---|---|" + "---|" * len(keys) + "---|---|---|"]  # fmt: skip
     for variant, info in auto.items():
-        chosen = "; ".join(f"{c['lr']:.3g}, {c['ratio']:g}" for c in info["chosen"])
+        chosen = "; ".join(f"{c['lr']:.3g}, {c['ratio']:g}" + _passed_over(c) for c in info["chosen"])
         extra = info["extra_steps"]
         met = ", ".join(f"{name.replace('_', ' ')}: {'–' if ok is None else 'yes' if ok else 'no'}"
                         for name, ok in info["targets"].items())  # fmt: skip
