@@ -521,3 +521,4 @@ def test_ddp_ranks_search_on_their_shards_and_agree(tmp_path, tiny_bert_dir, glu
     assert record["chosen"]["ratio"] in (1, 4, 16) and record["extra_steps"] == 10
     assert lrs0[0]["lora_B"] == pytest.approx(record["chosen"]["ratio"] * lrs0[0]["lora_A"])
     assert done.stderr.count("auto chose") == 1  # rank 0 prints
+    assert ("falling back to the cell nearest the defaults" in done.stderr) is record["fell_back"]

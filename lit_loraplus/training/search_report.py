@@ -35,8 +35,8 @@ def describe(outcome: SearchOutcome) -> list[str]:
     )
     if outcome.fell_back:
         chose = (
-            f"lit-loraplus: auto fell back to the cell nearest the defaults, η_A={outcome.lr:g}, "
-            f"λ={outcome.ratio:g}: its best cell (η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}, held-out loss "
+            f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}, falling back to the cell nearest "
+            f"the defaults: its best cell (η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}, held-out loss "
             f"{outcome.best.score:.4f}) did no better than a constant prediction ({outcome.constant_score:.4f})"
         )
     else:
