@@ -144,8 +144,8 @@ class SearchSettings:
         problems += int_at_least(f"{prefix}score_batches", get("score_batches", 4), 1)
         problems += one_of(f"{prefix}score_on", get("score_on", "auto"), get_args(ScoreOn))
         if not isinstance(get("fallback", True), bool):
-            problems += [f"`{prefix}fallback={get('fallback')!r}` must be true or false (true: train with the defaults "
-                         "when no cell beats a constant prediction)."]  # fmt: skip
+            problems += [f"`{prefix}fallback={get('fallback')!r}` must be true or false (true: train with the cell "
+                         "nearest the defaults when no cell beats a constant prediction)."]  # fmt: skip
         return problems
 
     def grid(self, lr: float | str, ratio: float | str) -> list[tuple[float, float]]:
