@@ -18,15 +18,15 @@ from lightning.pytorch.loggers import CSVLogger
 import lit_loraplus.training.module as module_file
 from lit_loraplus.callbacks import AdapterCheckpoint, AdapterExport
 from lit_loraplus.cli import LoraPlusCLI
-from lit_loraplus.core.halving import successive_halving
+from lit_loraplus.core.halving import SearchOutcome, Trial, successive_halving
 from lit_loraplus.core.rng import rng_state
-from lit_loraplus.core.search import SearchSettings, default_cell, halving_rungs, keep_best, lr_ladder, plan_cost
+from lit_loraplus.core.search import Rung, SearchSettings, default_cell, halving_rungs, keep_best, lr_ladder, plan_cost
 from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO
 from lit_loraplus.data import GlueDataModule, InstructionDataModule, TextClassificationDataModule
 from lit_loraplus.training import LoraPlusModule
 from lit_loraplus.training.search import search_strategy_problems
 from lit_loraplus.training.search_data import constant_loss
-from lit_loraplus.training.search_report import SEARCH_FILE
+from lit_loraplus.training.search_report import SEARCH_FILE, describe, prior_warning
 
 # --- the plan, the budget and the halving loop (pure) ---------------------------------------------------------------
 
@@ -80,6 +80,29 @@ def test_the_fallback_cell_is_the_searched_value_nearest_each_default() -> None:
     assert default_cell(SearchSettings(ratios=[1, 2, 16]).grid(3e-4, "auto")) == (3e-4, 2.0)
     assert default_cell(SearchSettings(lrs=[5e-4, 2e-3], ratios=[2, 8]).grid("auto", "auto")) == (5e-4, 2.0)
     assert default_cell([(1e-7, 4.0), (2e-7, 4.0)]) == (2e-7, 4.0)
+
+
+@pytest.mark.parametrize("best_lr", [2.15e-3, 1e-3], ids=["passed-over", "best-is-default"])
+def test_a_fallback_names_the_cell_it_passed_over_only_when_there_is_one(best_lr: float) -> None:
+    """The console line and warning of a search that fell back: with another best cell they name it and offer
+    ``search_fallback: false``; where the best cell is the defaults' own cell they say so, with nothing passed
+    over and no setting that would change the run."""
+    trials = [Trial(lr, 4.0, 6, [score]) for lr, score in ((1e-3, 0.70 if best_lr != 1e-3 else 0.69), (2.15e-3, 0.69))]
+    best = next(t for t in trials if t.lr == best_lr)
+    outcome = SearchOutcome({"lr": "auto", "ratio": 4.0}, 1e-3, 4.0, best, trials, [Rung(2, 6)], 12, 120, 1.0,
+                            "held-out training rows", 4, constant_score=0.638, fell_back=True)  # fmt: skip
+    chose, warning = describe(outcome)[1], prior_warning(outcome)
+    assert chose.startswith("lit-loraplus: auto chose η_A=0.001, λ=4, falling back to the cell nearest the defaults")
+    assert "did no better than a constant prediction (0.6380)" in chose and "0.6900" in chose
+    assert warning is not None and "`search_budget`" in warning
+    if best_lr == 1e-3:
+        assert "which is also its best cell" in chose
+        assert "instead of" not in warning and "search_fallback" not in warning
+        assert "(η_A=0.001, λ=4) is close to a guess; it is also the cell nearest the defaults" in warning
+    else:
+        assert "its best cell (η_A=0.00215, λ=4, held-out loss 0.6900)" in chose
+        assert "nearest the defaults (η_A=0.001, λ=4) instead of the best cell (η_A=0.00215, λ=4)" in warning
+        assert "`search_fallback: false`" in warning
 
 
 def test_keep_best_breaks_ties_by_order_and_drops_diverged_cells() -> None:
@@ -445,8 +468,8 @@ def test_a_search_that_learned_only_the_prior_says_so_and_trains_with_the_defaul
     """On 3:1 labels, trials at η_A 1e-7 move nothing: the best cell's held-out loss (about ln 2, the untrained
     head) is no better than predicting the 3:1 balance (0.5623), the record keeps that baseline, the run trains
     with the searched values nearest the defaults (η_A 2e-7 of [1e-7, 2e-7]; λ 4 with η_A fixed) and warns,
-    naming the cell it passed over. With ``search_fallback=False`` it keeps the best cell and warns that the
-    choice is close to a guess.
+    naming the cell it passed over, or saying that its best cell was the defaults' own. With
+    ``search_fallback=False`` it keeps the best cell and warns that the choice is close to a guess.
     At η_A 2e-2 the trials learn the words and beat the baseline: no warning, no fallback."""
     folder = _reviews(tmp_path)
     data = TextClassificationDataModule(
@@ -467,10 +490,14 @@ def test_a_search_that_learned_only_the_prior_says_so_and_trains_with_the_defaul
         assert (module.hparams.lr, module.hparams.ratio) == chosen  # what the run trained with and saves
     said = [str(w.message) for w in caught if "no better than predicting" in str(w.message)]
     assert len(said) == int(warned)
-    if fell_back:
+    passed_over = (record["best_cell"]["lr"], record["best_cell"]["ratio"]) != chosen
+    if fell_back and passed_over:
         best = f"η_A={record['best_cell']['lr']:g}, λ={record['best_cell']['ratio']:g}"
         assert f"nearest the defaults (η_A={chosen[0]:g}, λ=4) instead of the best cell ({best})" in said[0]
         assert "`search_fallback: false`" in said[0] and "`search_budget`" in said[0]
+    elif fell_back:  # its best cell was the defaults' own
+        assert f"(η_A={chosen[0]:g}, λ=4) is close to a guess; it is also the cell nearest the defaults" in said[0]
+        assert "search_fallback" not in said[0] and "`search_budget`" in said[0]
     elif warned:
         assert f"choice of `lr` (η_A={chosen[0]:g}, λ=4) is close to a guess" in said[0]
 

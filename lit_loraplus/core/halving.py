@@ -106,8 +106,8 @@ class SearchOutcome:
         score_batches: Held-out batches per score.
         constant_score: The scoring rows' loss under the best constant prediction (their label balance or mean;
             None where there is none): a best score not below it means the trials learned only the prior.
-        fell_back: Whether the choice is the cell nearest the package defaults, not the best cell, because the
-            trials learned only the prior (``SearchSettings.fallback``).
+        fell_back: Whether the choice is the cell nearest the package defaults because the trials learned only
+            the prior (``SearchSettings.fallback``); that cell may also be the best one, passing nothing over.
     """
 
     requested: dict[str, Any]

@@ -24,6 +24,11 @@ TABLE_KEY = "search/trials"
 TABLE_COLUMNS = ["lr", "ratio", "steps", "score", "rungs_reached"]
 
 
+def _passed_over(outcome: SearchOutcome) -> bool:
+    """Whether the run trains with another cell than the search's best (its fallback to the defaults)."""
+    return (outcome.lr, outcome.ratio) != (outcome.best.lr, outcome.best.ratio)
+
+
 def describe(outcome: SearchOutcome) -> list[str]:
     """The console lines of a search: its plan and cost, then the choice."""
     if not outcome.rungs:
@@ -34,10 +39,15 @@ def describe(outcome: SearchOutcome) -> list[str]:
         f" (best cell η_A={outcome.best.lr:g} × lr_factor {outcome.lr_factor:g})" if outcome.lr_factor != 1 else ""
     )
     if outcome.fell_back:
+        best = (
+            f": its best cell (η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}, held-out loss "
+            f"{outcome.best.score:.4f})"
+            if _passed_over(outcome)
+            else f", which is also its best cell: its held-out loss {outcome.best.score:.4f}"
+        )
         chose = (
             f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}, falling back to the cell nearest "
-            f"the defaults: its best cell (η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}, held-out loss "
-            f"{outcome.best.score:.4f}) did no better than a constant prediction ({outcome.constant_score:.4f})"
+            f"the defaults{best} did no better than a constant prediction ({outcome.constant_score:.4f})"
         )
     else:
         chose = (
@@ -58,13 +68,18 @@ def prior_warning(outcome: SearchOutcome) -> str | None:
         return None
     settings = ", ".join(f"`{key}`" for key, value in outcome.requested.items() if value == "auto")
     cell = f"η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}"
-    if outcome.fell_back:
+    if outcome.fell_back and _passed_over(outcome):
         action = (
             f"so the run trains with the cell nearest the defaults (η_A={outcome.lr:g}, λ={outcome.ratio:g}) instead "
-            f"of the best "
-            f"cell ({cell}), whose win is close to a guess"
+            f"of the best cell ({cell}), whose win is close to a guess"
         )
         keep = ", or set `search_fallback: false` to train with the best cell anyway"
+    elif outcome.fell_back:
+        action = (
+            f"so its win ({cell}) is close to a guess; it is also the cell nearest the defaults, which the run "
+            "trains with"
+        )
+        keep = ""
     else:
         action = f"so the choice of {settings} ({cell}) is close to a guess"
         keep = ""
