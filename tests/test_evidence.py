@@ -51,6 +51,20 @@ def test_paired_difference_pairs_by_seed() -> None:
     assert found["half_width"] == pytest.approx(0.0717109, abs=1e-7)  # t(0.975, 2) · std / √3 = 4.302653 · 0.016667
 
 
+def test_paired_difference_counts_signs_and_ranks_so_one_extreme_pair_does_not_decide() -> None:
+    """Beside the t-interval: how many differences fall below and above 0, and the exact two-sided Wilcoxon
+    signed-rank p (zeros left out). One diverged pair (+8.3) widens the interval past 0 on both sides while two
+    of three pairs improved; a diverged run's NaN makes every statistic NaN or None instead of raising."""
+    found = paired_difference({1: 0.5, 2: 0.6, 3: 0.7, 4: 0.3}, {1: 0.4, 2: 0.5, 3: 9.0, 4: 0.3})
+    assert (found["below"], found["above"]) == (2, 1) and found["low"] < 0 < found["high"]
+    assert found["signed_rank_p"] == pytest.approx(1.0)  # ranks 1.5, 1.5 below, 3 above: as likely by chance
+    ten = paired_difference(dict.fromkeys(range(10), 1.0), {k: 1.0 - (k + 1) / 100 for k in range(10)})
+    assert ten["below"] == 10 and ten["signed_rank_p"] == pytest.approx(2 / 2**10)  # all ten below: 2 of 1024 signs
+    assert paired_difference({1: 0.5, 2: 0.5}, {1: 0.5, 2: 0.5})["signed_rank_p"] is None
+    diverged = paired_difference({1: 0.5, 2: 0.6}, {1: math.nan, 2: 0.4})
+    assert math.isnan(diverged["mean"]) and math.isnan(diverged["half_width"]) and diverged["signed_rank_p"] is None
+
+
 def test_steps_to_reach_interpolates_between_evaluations() -> None:
     """Linear interpolation between the last evaluation short of the target and the first at or past it; higher
     is better for metrics; reached at the first evaluation is flagged as a bound; never reached gives None."""
@@ -341,7 +355,11 @@ def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> Non
     summary = summarise_auto(auto + rand, best, ["loss"], steps=400, reference_lr={"auto": 2.15e-3})
     assert summary["auto"]["targets"] == {"as_good_as_best_cell": True, "beats_random": True, "within_budget": True}
     assert [c["lr_steps_from_best"] for c in summary["auto"]["chosen"]] == [1, 0, 0]
-    assert "| 0.001, 4 (best trial 0.00464, 4); 0.00215, 4; 0.00215, 4 |" in "\n".join(markdown_auto(summary, None))
+    text = "\n".join(markdown_auto(summary, None))
+    assert "| 0.001, 4 (best trial 0.00464, 4); 0.00215, 4; 0.00215, 4 |" in text
+    assert (
+        "- auto − random: loss -0.2980 ± 0.1217 (n = 3; loss lower on 3 seeds, higher on 0, signed-rank p 0.25)" in text
+    )
     assert (
         summary["random"]["targets"]["beats_random"] is None
         and "lr_steps_from_best" not in summary["random"]["chosen"][0]

@@ -191,6 +191,15 @@ def _passed_over(chosen: dict[str, Any]) -> str:
     return f" (best trial {best['lr']:.3g}, {best['ratio']:g})"
 
 
+def _signs(key: str, diff: dict[str, Any]) -> str:
+    """``; loss lower on 7 seeds, higher on 3, signed-rank p 0.11`` for a paired difference (empty without)."""
+    if "below" not in diff:
+        return ""
+    p = diff.get("signed_rank_p")
+    rank = "–" if p is None else f"{p:.3g}"
+    return f"; {key} lower on {diff['below']} seeds, higher on {diff['above']}, signed-rank p {rank}"
+
+
 def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None, split: str = "dev") -> list[str]:
     """The ``auto`` section of a task in ``report.md``: a table per variant (every held-out key, so a task metric
     shows a run that only learned the class prior, which its loss can hide), then the paired differences."""
@@ -214,5 +223,5 @@ def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None, split:
             found = [(k, d) for k, d in diffs.items() if d and d["n"]]
             if found:
                 values = ", ".join(f"{k} {format_interval(d, 4)}" for k, d in found)
-                lines.append(f"- {variant} − {base}: {values} (n = {found[0][1]['n']})")
+                lines.append(f"- {variant} − {base}: {values} (n = {found[0][1]['n']}{_signs(*found[0])})")
     return [*lines, ""]

@@ -45,8 +45,9 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, A
         2.484
     """
     n = len(values)
-    mean = statistics.fmean(values) if n else math.nan
-    std = statistics.stdev(values) if n > 1 else math.nan
+    finite = not any(math.isnan(v) for v in values)  # statistics.stdev raises on NaN rather than returning it
+    mean = statistics.fmean(values) if n and finite else math.nan
+    std = statistics.stdev(values) if n > 1 and finite else math.nan
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n) if n > 1 else math.nan
     return {"n": n, "mean": mean, "std": std, "half_width": half, "low": mean - half, "high": mean + half,
             "values": list(values)}  # fmt: skip
@@ -66,10 +67,25 @@ def paired_difference(
         confidence: Coverage of the interval.
 
     Returns:
-        :func:`t_interval` of the differences, plus ``"keys"`` (the shared keys, sorted).
+        :func:`t_interval` of the differences, plus ``"keys"`` (the shared keys, sorted), ``"below"`` and
+        ``"above"`` (how many differences are below and above 0) and ``"signed_rank_p"``: the two-sided
+        Wilcoxon signed-rank p-value (exact; zero differences left out; None where no difference is nonzero
+        or one is NaN). The t-interval is what a target is judged on; the counts and the rank test do not
+        let one extreme pair (a diverged run) decide, so a report shows both.
+
+    Example:
+        >>> found = paired_difference({1: 0.5, 2: 0.6, 3: 0.7}, {1: 0.4, 2: 0.5, 3: 9.0})
+        >>> found["below"], found["above"], found["signed_rank_p"]
+        (2, 1, 1.0)
     """
     keys = sorted(set(baseline) & set(treatment))
-    return t_interval([treatment[k] - baseline[k] for k in keys], confidence) | {"keys": keys}
+    values = [treatment[k] - baseline[k] for k in keys]
+    nonzero = [v for v in values if v != 0]
+    p = None
+    if nonzero and not any(math.isnan(v) for v in values):
+        p = float(stats.wilcoxon(nonzero, method="exact").pvalue)
+    below, above = sum(v < 0 for v in values), sum(v > 0 for v in values)
+    return t_interval(values, confidence) | {"keys": keys, "below": below, "above": above, "signed_rank_p": p}
 
 
 def steps_to_reach(steps: Sequence[int], values: Sequence[float], target: float, lower_is_better: bool) -> dict:
