@@ -239,6 +239,42 @@ def test_smoke_run_writes_records_and_report_then_resumes(tmp_path: Path, tiny_b
     assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.json")}
 
 
+def test_replay_remakes_each_search_exactly_and_names_records_the_code_no_longer_makes(
+    tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--phases replay`` after the smoke recipe's ``auto-ratio`` and ``default`` runs: each search is made again
+    without training (``fit`` stops before its first step) and gives the record's trials, scores and choice
+    exactly, so it exits 0; a fixed variant has nothing to replay. After one record's trial score moves by 1e-9
+    and another's choice changes, it names both (the cell and its scores; the choice) and exits 1, rewriting
+    nothing."""
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
+            str(glue_dir), "--variants", "auto-ratio,default"]  # fmt: skip
+    assert main([*argv, "--phases", "auto"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--phases", "replay"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said == [f"replay sst2-standard-auto-ratio-seed{s}: the same trials, scores and choice" for s in (1, 2)]
+
+    folder = out / "runs" / "sst2" / "auto"
+    first, second = (folder / f"sst2-standard-auto-ratio-seed{s}.json" for s in (1, 2))
+    records = [json.loads(p.read_text()) for p in (first, second)]
+    trial = records[0]["search"]["trials"][0]
+    trial["scores"][0] += 1e-9
+    records[1]["search"]["chosen"]["ratio"] = 64.0
+    for path, record in zip((first, second), records, strict=True):
+        path.write_text(json.dumps(record))
+    stamps = {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
+    assert main([*argv, "--phases", "replay"]) == 1
+    said = capsys.readouterr()
+    assert f"sst2-standard-auto-ratio-seed1: η_A {trial['lr']:g}, λ {trial['ratio']:g}: {trial['steps']} steps" in (
+        said.err
+    )
+    assert "sst2-standard-auto-ratio-seed2: chosen: {'lr': 0.001, 'ratio': 64.0} → now" in said.err
+    assert "seed1: chosen" not in said.err and "seed2: η_A" not in said.err
+    assert stamps == {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
+
+
 def test_auto_variants_search_the_grids_space_within_the_budget_they_need() -> None:
     """The random cell is a fixed draw from the auto search space; each search variant gets 10 % of N, or the least
     its plan accepts where that is more; an unknown variant is refused."""

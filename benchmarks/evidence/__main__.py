@@ -2,6 +2,7 @@
 
     python -m benchmarks.evidence --out benchmarks/results/evidence --ckpt-dir /work/evidence-ckpt  # everything
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases report                 # report only
+    python -m benchmarks.evidence --out benchmarks/results/evidence --phases replay --seeds 10      # still the code's?
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
     python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
@@ -22,6 +23,9 @@ stands in for dev):
     auto    lr/ratio "auto", the package's defaults and a random cell on the same seeds, scored on dev
             (benchmarks.evidence.auto): does the in-run search match the grid's best cell?
     report  summary.json, figures/, report.md from the records alone.
+    replay  (only when named) the search of every searched auto record again with the current code, without
+            training: are its trials, scores and choice still the record's? Exit status 1 if any differ
+            (rerun those records: move them out of ``runs/``). Seconds to a minute per search.
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
 it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the
@@ -43,7 +47,8 @@ from benchmarks.evidence.runner import BudgetSpent, Runner
 from benchmarks.evidence.runs import Paths
 from benchmarks.evidence.tasks import RECIPES, Protocol, ladder_lr, smoke_recipe
 
-PHASES = ("pilot", "select", "seeds", "auto", "report")
+PHASES = ("pilot", "select", "seeds", "auto", "report", "replay")
+DEFAULT_PHASES = PHASES[:-1]  # replay runs only when named
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
 
@@ -59,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, required=True, help="results folder (reruns resume here)")
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="rung checkpoints (default <out>/_ckpt, ignored)")
-    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
+    parser.add_argument("--phases", default=",".join(DEFAULT_PHASES), help=f"comma-separated subset of {PHASES}")
     parser.add_argument(
         "--tasks", default=",".join(RECIPES), help=f"comma-separated, in priority order: {list(RECIPES)}"
     )
@@ -137,7 +142,8 @@ def build_runner(args: argparse.Namespace) -> Runner:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the chosen phases; returns the exit status (2 for bad options, before any training)."""
+    """Run the chosen phases; returns the exit status (2 for bad options, before any training; 1 if a replayed
+    search differs from its record)."""
     args = parse_args(argv)
     if problems := check_args(args) + [p for r in RECIPES.values() for p in r.problems()]:
         print("benchmarks.evidence: " + " ".join(problems), file=sys.stderr)
@@ -160,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         print(stop, flush=True)
     if "report" in args.phases:
         write_report(runner)
+    if "replay" in args.phases:
+        if differ := [d for task in args.tasks for d in runner.replay(task)]:
+            print("benchmarks.evidence: these records are not what the current code makes; rerun them (move them "
+                  "out of `runs/`):\n  " + "\n  ".join(differ), file=sys.stderr)  # fmt: skip
+            return 1
     return 0
 
 

@@ -79,6 +79,30 @@ def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protoc
     raise ValueError(f"unknown auto variant {variant!r}: use one of {list(VARIANTS)}")
 
 
+def search_differences(stored: dict[str, Any], replayed: dict[str, Any] | None) -> list[str]:
+    """What a search's replay does differently from its record: the plan, each cell's steps and scores (compared
+    exactly: a search on one process is deterministic) and the choice. Empty: the record is the current code's.
+
+    Args:
+        stored: A record's ``search``.
+        replayed: The same run's search with the current code (:func:`~benchmarks.evidence.runs.search_only`).
+    """
+    if replayed is None:
+        return ["the run no longer searches"]
+    found = [f"{key}: {stored.get(key)} → now {replayed.get(key)}" for key in ("rungs", "chosen")
+             if stored.get(key) != replayed.get(key)]  # fmt: skip
+    trials = [{(t["lr"], t["ratio"]): t for t in search["trials"]} for search in (stored, replayed)]
+    for cell in sorted(set(trials[0]) | set(trials[1])):
+        before, now = (t.get(cell) for t in trials)
+        if before is None or now is None or (before["steps"], before["scores"]) != (now["steps"], now["scores"]):
+            found.append(f"η_A {cell[0]:g}, λ {cell[1]:g}: {_trial_text(before)} → now {_trial_text(now)}")
+    return found
+
+
+def _trial_text(trial: dict[str, Any] | None) -> str:
+    return f"{trial['steps']} steps, scores {trial['scores']}" if trial else "not tried"
+
+
 def best_grid_cell(states: dict[str, ArmSearch]) -> tuple[str, Cell] | None:
     """The arm and cell of lowest selection loss at N among the arms' choices (None until both have chosen)."""
     if not all(s.complete and s.choice for s in states.values()):

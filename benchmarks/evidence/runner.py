@@ -21,9 +21,9 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from benchmarks.evidence.auto import VARIANTS, variant_spec
+from benchmarks.evidence.auto import VARIANTS, search_differences, variant_spec
 from benchmarks.evidence.common import Record, as_float, read_records
-from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, train
+from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, search_only, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
 from benchmarks.evidence.tasks import Protocol, Recipe
 from benchmarks.harness.results import write_json_atomic
@@ -268,6 +268,35 @@ class Runner:
         for init in self.inits:
             self.run_all([variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
                           for seed in self.protocol.seeds for variant in self.variants])  # fmt: skip
+
+    def replay(self, task: str) -> list[str]:
+        """Replay the search of every searched ``auto`` record of ``task`` with the current code, without training
+        (:func:`~benchmarks.evidence.runs.search_only`), and print one line per record.
+
+        Returns:
+            Each difference, prefixed with its run id: a record made with other settings or another recipe than
+            its variant's now, or a search whose plan, trials or choice the current code no longer makes.
+        """
+        found = []
+        for init in self.inits:
+            for seed in self.protocol.seeds:
+                for variant in self.variants:
+                    spec = variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
+                    found += [f"{spec.run_id}: {d}" for d in self._replay(spec)]
+        return found
+
+    def _replay(self, spec: RunSpec) -> list[str]:
+        """The differences between ``spec``'s record (if it has a search) and its replay; prints the outcome."""
+        path, recipe = self.paths.record(spec), self.recipes[spec.task]
+        record = json.loads(path.read_text()) if path.exists() else None
+        if record is None or not (record.get("search") or {}).get("rungs"):
+            return []  # not run yet, or nothing searched (a fixed variant, or one cell)
+        if not same_recipe(record["recipe"], recipe) or record["spec"] != _json(asdict(spec)):
+            found = [f"made with {record['spec']} under recipe {record['recipe']}, which this variant no longer is"]
+        else:
+            found = search_differences(record["search"], search_only(spec, recipe, self.paths))
+        print(f"replay {spec.run_id}: " + ("; ".join(found) or "the same trials, scores and choice"), flush=True)
+        return found
 
 
 def same_recipe(stored: dict[str, Any], recipe: Recipe) -> bool:

@@ -214,6 +214,46 @@ def eval_every(spec: RunSpec, recipe: Recipe) -> int:
     return recipe.steps // recipe.curve_points if spec.kind in ("pilot", "seed", "auto") else recipe.rung_step
 
 
+def run_trainer(spec: RunSpec, recipe: Recipe, paths: Paths, callbacks: list[L.Callback]) -> L.Trainer:
+    """The trainer of a run: N steps (the schedule always spans N, also for a run that stops at the rung),
+    evaluations every :func:`eval_every` steps, no logger, checkpoints only where a callback writes them."""
+    return L.Trainer(
+        max_steps=recipe.steps,
+        val_check_interval=eval_every(spec, recipe),
+        check_val_every_n_epoch=None,  # count evaluation intervals across epochs
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=paths.ckpt / "_trainer",
+    )
+
+
+class StopBeforeTraining(L.Callback):
+    """Ends ``fit`` before its first step: after ``configure_optimizers``, where an ``"auto"`` search runs."""
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.should_stop = True
+
+
+def search_only(spec: RunSpec, recipe: Recipe, paths: Paths) -> dict[str, Any] | None:
+    """The search record that ``spec``'s run makes with the current code, without training it.
+
+    Raises:
+        RuntimeError: If ``fit`` took a step (it must stop before the first).
+    """
+    prepare_inputs(recipe, paths)
+    module, data = build_run(spec, recipe, paths)
+    trainer = run_trainer(spec, recipe, paths, [StopBeforeTraining()])
+    trainer.fit(module, data)
+    if trainer.global_step:
+        raise RuntimeError(f"{spec.run_id}: fit took {trainer.global_step} steps; a search replay takes none")
+    return module.search_record
+
+
 def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = None) -> Record:
     """Train one run and return its record.
 
@@ -241,18 +281,7 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
     if spec.kind == "rung":
         callbacks.append(StopAndSave(recipe.rung_step, checkpoint))
     resume = spec.kind == "full" and checkpoint.exists()
-    trainer = L.Trainer(
-        max_steps=recipe.steps,  # the schedule always spans N, also for a run that stops at the rung
-        val_check_interval=eval_every(spec, recipe),
-        check_val_every_n_epoch=None,  # count evaluation intervals across epochs
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        default_root_dir=paths.ckpt / "_trainer",
-    )
+    trainer = run_trainer(spec, recipe, paths, callbacks)
     trainer.fit(module, data, ckpt_path=str(checkpoint) if resume else None)
     expected = recipe.rung_step if spec.kind == "rung" else recipe.steps
     if trainer.global_step != expected:  # e.g. stopped by a signal: never record a run that did not finish
