@@ -145,6 +145,7 @@ def test_successive_halving_on_a_known_score() -> None:
         ({"lr": "fast"}, r"`lr='fast'` must be a positive finite number"),
         ({"ratio": "auto", "search_score_on": "dev"}, r"`search_score_on='dev'` must be one of \['auto', 'valid"),
         ({"ratio": "auto", "search_fallback": "yes"}, r"`search_fallback='yes'` must be true or false"),
+        ({"ratio": "auto", "search_seed": -1}, r"`search_seed=-1` must be an integer >= 0"),
     ],
 )
 def test_search_settings_are_checked_with_the_others(settings, match) -> None:
@@ -269,6 +270,20 @@ def test_auto_trains_bit_identically_to_its_choice_and_restores_everything(
     fit(fixed, glue(tiny_bert_dir, glue_dir), tmp_path / "fixed", callbacks=[fixed_steps])
     assert auto_steps.rows == fixed_steps.rows and len(auto_steps.rows) == 6
     assert_same_weights(trainable(auto), trainable(fixed))
+
+
+def test_search_seed_draws_other_trial_rows_and_is_recorded(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """``search_seed`` decides the shuffle of the training rows the trials train on: the default and an explicit
+    0 search identically (every trial's scores equal); seed 7 trains the same cells on other rows, so their
+    scores differ. The record names the seed its rows came from."""
+    records = {}
+    for name, extra in (("default", {}), ("zero", {"search_seed": 0}), ("seven", {"search_seed": 7})):
+        module = bert(tiny_bert_dir, ratio="auto", search_ratios=RATIOS, search_budget=10, **extra)
+        fit(module, glue(tiny_bert_dir, glue_dir), tmp_path / name, 2)
+        records[name] = module.search_record
+    scores = {name: [t["scores"] for t in record["trials"]] for name, record in records.items()}
+    assert scores["default"] == scores["zero"] != scores["seven"]
+    assert [record["search_seed"] for record in records.values()] == [0, 0, 7]
 
 
 def test_one_cell_is_chosen_without_trials(tmp_path, tiny_bert_dir, glue_dir, caplog) -> None:

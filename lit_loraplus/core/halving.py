@@ -108,6 +108,7 @@ class SearchOutcome:
             None where there is none): a best score not below it means the trials learned only the prior.
         fell_back: Whether the choice is the cell nearest the package defaults because the trials learned only
             the prior (``SearchSettings.fallback``); that cell may also be the best one, passing nothing over.
+        seed: The seed of the shuffle of the training rows that the trials (and scoring) drew from.
     """
 
     requested: dict[str, Any]
@@ -123,6 +124,7 @@ class SearchOutcome:
     score_batches: int
     constant_score: float | None = None
     fell_back: bool = False
+    seed: int = 0
 
     @property
     def learned_only_the_prior(self) -> bool:
@@ -150,6 +152,7 @@ class SearchOutcome:
             "score": "mean held-out loss (eval mode) after each rung",
             "constant_score": _number(self.constant_score) if self.constant_score is not None else None,
             "fell_back": self.fell_back,
+            "search_seed": self.seed,
             "trials": [
                 {"lr": t.lr, "ratio": t.ratio, "steps": t.steps, "scores": [_number(s) for s in t.scores]}
                 for t in self.trials

@@ -106,6 +106,10 @@ class SearchSettings:
             train with the cell nearest the package defaults (η_A 1e-3, λ 4; the defaults themselves with the
             default lists, :func:`default_cell`) instead of that cell, whose win is then close to chance. False
             keeps the best cell.
+        seed: The seed of the search's shuffle of the training rows, which decides the rows its trials train on
+            and, without validation rows, the rows that score them. The same for every run by default, so runs
+            that differ only in their seed choose from the same rows; another value draws other rows (to check
+            how much the choice depends on them, or to tie the rows to the run's seed).
     """
 
     budget: int | float = 0.1
@@ -117,6 +121,7 @@ class SearchSettings:
     score_batches: int = 4
     score_on: ScoreOn = "auto"
     fallback: bool = True
+    seed: int = 0
 
     def __post_init__(self) -> None:
         raise_problems(self.problems_in(asdict(self), prefix=""), "search settings")
@@ -143,6 +148,7 @@ class SearchSettings:
         problems += int_at_least(f"{prefix}min_steps", get("min_steps", 2), 1)
         problems += int_at_least(f"{prefix}score_batches", get("score_batches", 4), 1)
         problems += one_of(f"{prefix}score_on", get("score_on", "auto"), get_args(ScoreOn))
+        problems += int_at_least(f"{prefix}seed", get("seed", 0), 0)
         if not isinstance(get("fallback", True), bool):
             problems += [f"`{prefix}fallback={get('fallback')!r}` must be true or false (true: train with the cell "
                          "nearest the defaults when no cell beats a constant prediction)."]  # fmt: skip

@@ -118,6 +118,10 @@ class LoraPlusModule(L.LightningModule):
             balance (or mean) for every row, train with the searched values nearest the defaults (η_A 1e-3,
             λ 4: the defaults themselves with the default lists) instead of that cell, and warn. False keeps
             the best cell (and still warns).
+        search_seed: The seed of the search's shuffle of the training rows (the rows its trials train on,
+            and without validation rows the rows that score them). The same for every run by default, so
+            runs that differ only in ``seed_everything`` search on the same rows; set another value to see
+            how much the choice depends on them.
 
     ``"auto"``: before the first optimizer step of ``fit``, every (η_A, λ) cell trains a few steps from
     the run's initial state on the run's own training data at constant rates, is scored on held-out
@@ -174,6 +178,7 @@ class LoraPlusModule(L.LightningModule):
         search_lr_factor: float = 1.0,
         search_score_on: ScoreOn = "auto",
         search_fallback: bool = True,
+        search_seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])

@@ -198,7 +198,11 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
     data, scored_on = None, "nothing (one cell)"
     if rungs:
         data = SearchData(
-            trainer, rungs[-1].steps * trainer.accumulate_grad_batches, settings.score_batches, settings.score_on
+            trainer,
+            rungs[-1].steps * trainer.accumulate_grad_batches,
+            settings.score_batches,
+            settings.score_on,
+            settings.seed,
         )
         scored_on = data.scored_on
     trials = _Trials(module, trainer, cells, data)
@@ -225,6 +229,7 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
         scored_on=scored_on,
         score_batches=len(data.score) if data else 0,
         constant_score=prior,
+        seed=settings.seed,
     )
     if settings.fallback and outcome.learned_only_the_prior:  # the same on every rank: scores and prior are reduced
         (outcome.lr, outcome.ratio), outcome.fell_back = default_cell(cells), True

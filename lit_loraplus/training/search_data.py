@@ -6,7 +6,8 @@ loaders passed to ``fit``), with the loaders' own batch size and ``collate_fn``.
 iterated, so the training loader's position, its sampler and every random generator stay as they
 were. Under DDP each rank takes every ``world_size``-th index: its own shard, as in training.
 
-- **Trial batches**: a seeded permutation of the training rows (the same on every run).
+- **Trial batches**: a permutation of the training rows seeded with ``search_seed`` (by default the same on
+  every run).
 - **Scoring batches**: the first rows of the validation set; without one (or when its batches carry
   no ``labels``, e.g. MMLU questions), or with ``score_on="train"``, rows held out from the front of
   the trial permutation, which no trial trains on.
@@ -21,8 +22,6 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, IterableDataset
-
-SEARCH_SEED = 0  # the trial permutation's seed: every run with the same data sees the same trial batches
 
 
 def _first_loader(loaders: Any) -> Any:
@@ -80,6 +79,7 @@ class SearchData:
         score_batches: Batches that score a cell.
         score_on: ``"validation"``, ``"train"`` or ``"auto"`` (see
             :attr:`~lit_loraplus.core.search.SearchSettings.score_on`).
+        seed: The seed of the permutation of the training rows (:attr:`~lit_loraplus.core.search.SearchSettings.seed`).
 
     Attributes:
         trial: The trial batches, in order (CPU); a trial's step k uses the k-th ``accumulate_grad_batches`` of them.
@@ -91,7 +91,9 @@ class SearchData:
             ``score_on="validation"`` without labelled validation batches.
     """
 
-    def __init__(self, trainer: L.Trainer, trial_batches: int, score_batches: int, score_on: str = "auto") -> None:
+    def __init__(
+        self, trainer: L.Trainer, trial_batches: int, score_batches: int, score_on: str = "auto", seed: int = 0
+    ) -> None:
         # Lightning keeps what `fit` was given in these sources; asking them for loaders builds new ones (a data
         # module's hook) or returns the given ones, which are only read here, never iterated.
         train = _source_loader(trainer.fit_loop._data_source, "training")
@@ -99,7 +101,7 @@ class SearchData:
             raise ValueError("`lr='auto'`/`ratio='auto'` needs training data: `fit` was given no train loader.")
         world, rank = trainer.world_size, trainer.global_rank
         size = _batch_size(train)
-        order = torch.randperm(len(train.dataset), generator=torch.Generator().manual_seed(SEARCH_SEED)).tolist()
+        order = torch.randperm(len(train.dataset), generator=torch.Generator().manual_seed(seed)).tolist()
         shard = order[rank::world]
         validation = [] if score_on == "train" else self._validation(trainer, score_batches, world, rank)
         if score_on == "validation" and not validation:
