@@ -277,7 +277,8 @@ def test_replay_remakes_each_search_exactly_and_names_records_the_code_no_longer
 
 def test_auto_variants_search_the_grids_space_within_the_budget_they_need() -> None:
     """The random cell is a fixed draw from the auto search space; each search variant gets 10 % of N, or the least
-    its plan accepts where that is more; an unknown variant is refused."""
+    its plan accepts where that is more; ``auto-lr-rows`` is ``auto-lr`` with its search rows drawn with the seed;
+    an unknown variant is refused."""
     protocol, recipe = Protocol(), RECIPES["sst2"]
     space = search_space(protocol)
     assert len(space) == 5 * 6 and (2.15e-3, 1.0) in space and (4.64e-3, 32.0) in space
@@ -290,6 +291,9 @@ def test_auto_variants_search_the_grids_space_within_the_budget_they_need() -> N
     auto = dict(variant_spec("auto", "sst2", "standard", 1, protocol, recipe).settings)
     settings = SearchSettings(**{k.removeprefix("search_"): v for k, v in auto.items()})
     assert settings.plan(len(space), recipe.steps)[0].steps == 2  # the shortest plan the search accepts
+    lr_only, rows = (variant_spec(v, "sst2", "standard", 7, protocol, recipe) for v in ("auto-lr", "auto-lr-rows"))
+    assert rows.settings == (*lr_only.settings, ("search_seed", 7))  # the same search, its rows drawn per seed
+    assert (rows.lr, rows.ratio, rows.run_id) == ("auto", DEFAULT_RATIO, "sst2-standard-auto-lr-rows-seed7")
     with pytest.raises(ValueError, match="unknown auto variant 'grid'"):
         variant_spec("grid", "sst2", "standard", 1, protocol, recipe)
 
@@ -413,10 +417,11 @@ def test_a_searched_lr_is_measured_against_the_grids_best_at_the_lambda_it_searc
     plus = ArmSearch("loraplus", [1e-3, 2.15e-3], (DEFAULT_RATIO, 8.0),
                      full_loss={(1e-3, DEFAULT_RATIO): 0.46, (2.15e-3, 8.0): 0.50})  # fmt: skip
     lora.choice, plus.choice = (2.15e-3, 1.0), (1e-3, DEFAULT_RATIO)
-    assert reference_lrs({"lora": lora, "loraplus": plus}) == {"auto": 2.15e-3, "auto-lr": 1e-3}
+    assert reference_lrs({"lora": lora, "loraplus": plus}) == {"auto": 2.15e-3, "auto-lr": 1e-3, "auto-lr-rows": 1e-3}
     del plus.full_loss[(1e-3, DEFAULT_RATIO)]
     plus.choice = (2.15e-3, 8.0)
-    assert reference_lrs({"lora": lora, "loraplus": plus}) == {"auto": 2.15e-3, "auto-lr": 2.15e-3}
+    assert reference_lrs({"lora": lora, "loraplus": plus}) == {"auto": 2.15e-3, "auto-lr": 2.15e-3,
+                                                               "auto-lr-rows": 2.15e-3}  # fmt: skip
     plus.choice = None
     assert reference_lrs({"lora": lora, "loraplus": plus}) is None
 

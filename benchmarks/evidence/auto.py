@@ -6,6 +6,9 @@ these variants:
     auto        lr and ratio "auto" over the grid's η_A values × λ ∈ {1, 2, 4, 8, 16, 32}
     auto-ratio  ratio "auto" (λ ∈ {1, ..., 32}) at the package's default η_A
     auto-lr     lr "auto" over the grid's η_A values at the package's default λ
+    auto-lr-rows  auto-lr with its search's rows drawn per seed (``search_seed`` = the seed): the package's
+                default draws them the same for every run, so ``auto-lr``'s seeds never vary the rows its
+                trials see
     default     the package's fixed defaults (η_A, λ)
     random      one cell of the ``auto`` search space, drawn per seed (the baseline a search must beat)
 
@@ -30,7 +33,7 @@ from benchmarks.evidence.tasks import Protocol, Recipe
 from lit_loraplus.core.search import DEFAULT_LR, SEARCH_RATIOS, SearchSettings, halving_rungs, plan_cost
 from lit_loraplus.core.settings import DEFAULT_RATIO
 
-VARIANTS = ("auto", "auto-ratio", "auto-lr", "default", "random")
+VARIANTS = ("auto", "auto-ratio", "auto-lr", "default", "random", "auto-lr-rows")
 DEFAULT_BUDGET = SearchSettings().budget
 
 
@@ -60,10 +63,10 @@ def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protoc
     """
     lrs = tuple(sorted(protocol.lrs))
 
-    def search(lr: float | str, ratio: float | str, cells: int) -> RunSpec:
+    def search(lr: float | str, ratio: float | str, cells: int, *rows: tuple[str, int]) -> RunSpec:
         budget = needed_budget(cells, recipe.steps)
         settings = (("search_lrs", lrs), ("search_ratios", SEARCH_RATIOS), ("search_budget", budget),
-                    ("search_score_on", "train"))  # fmt: skip
+                    ("search_score_on", "train"), *rows)  # fmt: skip
         return RunSpec(task, init, lr, ratio, seed, "auto", variant, settings)
 
     if variant == "auto":
@@ -72,6 +75,8 @@ def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protoc
         return search(DEFAULT_LR, "auto", len(SEARCH_RATIOS))
     if variant == "auto-lr":
         return search("auto", DEFAULT_RATIO, len(lrs))
+    if variant == "auto-lr-rows":
+        return search("auto", DEFAULT_RATIO, len(lrs), ("search_seed", seed))
     if variant == "default":
         return RunSpec(task, init, DEFAULT_LR, DEFAULT_RATIO, seed, "auto", variant)
     if variant == "random":
@@ -114,15 +119,16 @@ def best_grid_cell(states: dict[str, ArmSearch]) -> tuple[str, Cell] | None:
 def reference_lrs(states: dict[str, ArmSearch]) -> dict[str, float] | None:
     """The η_A each searching variant's choice is measured against, in ladder steps, for the short-horizon bias.
 
-    ``auto`` (η_A and λ searched): the best grid cell's η_A. ``auto-lr`` (λ fixed at the default): the η_A of the
-    lowest loss at N among the grid's cells with the default λ, or the best cell's where none was run to N.
-    None until both arms have chosen.
+    ``auto`` (η_A and λ searched): the best grid cell's η_A. ``auto-lr`` and ``auto-lr-rows`` (λ fixed at the
+    default): the η_A of the lowest loss at N among the grid's cells with the default λ, or the best cell's where
+    none was run to N. None until both arms have chosen.
     """
     found = best_grid_cell(states)
     if found is None:
         return None
     at_default = best({c: v for s in states.values() for c, v in s.full_loss.items() if c[1] == DEFAULT_RATIO})
-    return {"auto": found[1][0], "auto-lr": (at_default or found[1])[0]}
+    at_default_lr = (at_default or found[1])[0]
+    return {"auto": found[1][0], "auto-lr": at_default_lr, "auto-lr-rows": at_default_lr}
 
 
 def _chosen(record: Record) -> dict[str, Any]:
