@@ -477,7 +477,8 @@ def test_a_claimed_run_is_skipped_while_its_process_lives_and_taken_over_when_it
 def test_every_committed_result_is_quoted_as_summary_json_has_it() -> None:
     """Every task's paired LoRA+ − LoRA dev-loss interval (in the evidence page, the ratio guide, the benchmarks
     index and the README), every zero-tuning variant's interval against the best grid cell (but the random pick's)
-    and ``lr: auto``'s against the random pick (in the evidence page and the ratio guide), are quoted as
+    and ``lr: auto``'s against the random pick (both rows: the default and drawn per seed; in the evidence page and
+    the ratio guide), are quoted as
     summary.json has them, so the prose cannot drift from the records when the report is regenerated."""
     repo = Path(__file__).resolve().parents[1]
     summary = json.loads((repo / "benchmarks/results/evidence/summary.json").read_text())
@@ -501,7 +502,7 @@ def test_every_committed_result_is_quoted_as_summary_json_has_it() -> None:
                 assert quoted(diff) in evidence and quoted(diff) in guide, (key, variant, quoted(diff))
                 checked += 1
             against_random = info["paired"].get("random", {}).get("loss")
-            if variant == "auto-lr" and against_random and against_random["n"] >= 5:
+            if variant in ("auto-lr", "auto-lr-rows") and against_random and against_random["n"] >= 5:
                 assert quoted(against_random) in evidence and quoted(against_random) in guide, (key, "random")
                 checked += 1
     assert checked >= 2
