@@ -244,9 +244,10 @@ def test_replay_remakes_each_search_exactly_and_names_records_the_code_no_longer
 ) -> None:
     """``--phases replay`` after the smoke recipe's ``auto-ratio`` and ``default`` runs: each search is made again
     without training (``fit`` stops before its first step) and gives the record's trials, scores and choice
-    exactly, so it exits 0; a fixed variant has nothing to replay. After one record's trial score moves by 1e-9
-    and another's choice changes, it names both (the cell and its scores; the choice) and exits 1, rewriting
-    nothing."""
+    exactly, so it exits 0; a fixed variant has nothing to replay. A trial score moved by a relative 1e-9 (another
+    CPU's rounding) is the same under the default tolerance, which the line reports, and a difference with
+    ``--replay-rtol 0``; a score moved by 1e-3 or a changed choice is always named (the cell and its scores; the
+    choice) with exit status 1, and nothing is rewritten."""
     out = tmp_path / "out"
     argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
             str(glue_dir), "--variants", "auto-ratio,default"]  # fmt: skip
@@ -260,19 +261,27 @@ def test_replay_remakes_each_search_exactly_and_names_records_the_code_no_longer
     first, second = (folder / f"sst2-standard-auto-ratio-seed{s}.json" for s in (1, 2))
     records = [json.loads(p.read_text()) for p in (first, second)]
     trial = records[0]["search"]["trials"][0]
-    trial["scores"][0] += 1e-9
+    trial["scores"][0] *= 1 + 1e-9
+    first.write_text(json.dumps(records[0]))
+    assert main([*argv, "--phases", "replay"]) == 0
+    assert "seed1: the same trials, scores and choice (scores within a relative 1.0e-09" in capsys.readouterr().out
+    assert main([*argv, "--phases", "replay", "--replay-rtol", "0"]) == 1
+    cell = f"sst2-standard-auto-ratio-seed1: η_A {trial['lr']:g}, λ {trial['ratio']:g}: {trial['steps']} steps"
+    assert cell in capsys.readouterr().err
+
+    trial["scores"][0] *= 1 + 1e-3
     records[1]["search"]["chosen"]["ratio"] = 64.0
     for path, record in zip((first, second), records, strict=True):
         path.write_text(json.dumps(record))
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
     assert main([*argv, "--phases", "replay"]) == 1
     said = capsys.readouterr()
-    assert f"sst2-standard-auto-ratio-seed1: η_A {trial['lr']:g}, λ {trial['ratio']:g}: {trial['steps']} steps" in (
-        said.err
-    )
+    assert cell in said.err
     assert "sst2-standard-auto-ratio-seed2: chosen: {'lr': 0.001, 'ratio': 64.0} → now" in said.err
     assert "seed1: chosen" not in said.err and "seed2: η_A" not in said.err
     assert stamps == {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
+    assert main([*argv, "--phases", "replay", "--replay-rtol", "-1"]) == 2
+    assert "`--replay-rtol=-1.0` must be >= 0" in capsys.readouterr().err
 
 
 def test_auto_variants_search_the_grids_space_within_the_budget_they_need() -> None:

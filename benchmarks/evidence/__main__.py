@@ -24,8 +24,8 @@ stands in for dev):
             (benchmarks.evidence.auto): does the in-run search match the grid's best cell?
     report  summary.json, figures/, report.md from the records alone.
     replay  (only when named) the search of every searched auto record again with the current code, without
-            training: are its trials, scores and choice still the record's? Exit status 1 if any differ
-            (rerun those records: move them out of ``runs/``). Seconds to a minute per search.
+            training: are its trials, scores (to ``--replay-rtol``) and choice still the record's? Exit status
+            1 if any differ (rerun those records: move them out of ``runs/``). Seconds to a minute per search.
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
 it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the
@@ -77,6 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--causal-model", default=None, help="causal LM folder of `instruct` (default: SmolLM2-135M, converted once)"
     )
+    parser.add_argument(
+        "--replay-rtol",
+        type=float,
+        default=1e-4,
+        help="replay: largest relative change of a trial score that counts as the same (0: exact; another CPU "
+        "or library build moves scores by ~1e-5)",
+    )
     parser.add_argument("--max-hours", type=float, default=None, help="start no run after this many hours")
     parser.add_argument("--smoke", action="store_true", help="tiny recipes and grid (tests): every phase in seconds")
     args = parser.parse_args(argv)
@@ -95,6 +102,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
             problems.append(f"`{option}` holds {bad}: use a comma-separated subset of {list(allowed)}.")
     if args.seeds < 2:
         problems.append(f"`--seeds={args.seeds}` must be >= 2 (an interval needs two seeds).")
+    if not args.replay_rtol >= 0:
+        problems.append(f"`--replay-rtol={args.replay_rtol}` must be >= 0 (0: every score exact).")
     if args.max_extensions < 0:
         problems.append(f"`--max-extensions={args.max_extensions}` must be >= 0.")
     if args.max_hours is not None and args.max_hours <= 0:
@@ -167,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if "report" in args.phases:
         write_report(runner)
     if "replay" in args.phases:
-        if differ := [d for task in args.tasks for d in runner.replay(task)]:
+        if differ := [d for task in args.tasks for d in runner.replay(task, args.replay_rtol)]:
             print("benchmarks.evidence: these records are not what the current code makes; rerun them (move them "
                   "out of `runs/`):\n  " + "\n  ".join(differ), file=sys.stderr)  # fmt: skip
             return 1

@@ -84,24 +84,58 @@ def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protoc
     raise ValueError(f"unknown auto variant {variant!r}: use one of {list(VARIANTS)}")
 
 
-def search_differences(stored: dict[str, Any], replayed: dict[str, Any] | None) -> list[str]:
-    """What a search's replay does differently from its record: the plan, each cell's steps and scores (compared
-    exactly: a search on one process is deterministic) and the choice. Empty: the record is the current code's.
+def search_differences(stored: dict[str, Any], replayed: dict[str, Any] | None, rtol: float = 0.0) -> list[str]:
+    """What a search's replay does differently from its record: the plan, each cell's steps and the choice
+    (exactly) and each cell's scores (to a relative tolerance). Empty: the record is the current code's.
+
+    A search on one process is deterministic, so on the machine and libraries that made a record its replay
+    gives every score exactly; another CPU or another build of the numerical libraries rounds differently
+    (float32 sums in another order), which moves the scores by a few parts in a million without moving a cut.
 
     Args:
         stored: A record's ``search``.
         replayed: The same run's search with the current code (:func:`~benchmarks.evidence.runs.search_only`).
+        rtol: The largest relative difference between a stored and a replayed score that counts as the same
+            (0: exact).
     """
     if replayed is None:
         return ["the run no longer searches"]
     found = [f"{key}: {stored.get(key)} → now {replayed.get(key)}" for key in ("rungs", "chosen")
              if stored.get(key) != replayed.get(key)]  # fmt: skip
-    trials = [{(t["lr"], t["ratio"]): t for t in search["trials"]} for search in (stored, replayed)]
-    for cell in sorted(set(trials[0]) | set(trials[1])):
-        before, now = (t.get(cell) for t in trials)
-        if before is None or now is None or (before["steps"], before["scores"]) != (now["steps"], now["scores"]):
+    for cell, (before, now) in _paired_trials(stored, replayed).items():
+        if not _same_trial(before, now, rtol):
             found.append(f"η_A {cell[0]:g}, λ {cell[1]:g}: {_trial_text(before)} → now {_trial_text(now)}")
     return found
+
+
+def _same_trial(before: dict[str, Any] | None, now: dict[str, Any] | None, rtol: float) -> bool:
+    if before is None or now is None or before["steps"] != now["steps"]:
+        return False
+    return all(
+        math.isclose(b, n, rel_tol=rtol, abs_tol=0.0) for b, n in zip(before["scores"], now["scores"], strict=True)
+    )
+
+
+def largest_score_change(stored: dict[str, Any], replayed: dict[str, Any]) -> float:
+    """The largest relative difference between a stored and a replayed score, over the cells both tried at the
+    same number of steps (0.0: every score exact).
+
+    Args:
+        stored: A record's ``search``.
+        replayed: The same run's search with the current code.
+    """
+    return max((abs(n - b) / abs(b) if b else abs(n)
+                for before, now in _paired_trials(stored, replayed).values()
+                if before and now and before["steps"] == now["steps"]
+                for b, n in zip(before["scores"], now["scores"], strict=True)), default=0.0)  # fmt: skip
+
+
+def _paired_trials(
+    stored: dict[str, Any], replayed: dict[str, Any]
+) -> dict[tuple[float, float], tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """Each cell either search tried, with its trial in the record and in the replay (None where not tried)."""
+    trials = [{(t["lr"], t["ratio"]): t for t in search["trials"]} for search in (stored, replayed)]
+    return {cell: (trials[0].get(cell), trials[1].get(cell)) for cell in sorted(set(trials[0]) | set(trials[1]))}
 
 
 def _trial_text(trial: dict[str, Any] | None) -> str:

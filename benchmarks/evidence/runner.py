@@ -21,7 +21,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from benchmarks.evidence.auto import VARIANTS, search_differences, variant_spec
+from benchmarks.evidence.auto import VARIANTS, largest_score_change, search_differences, variant_spec
 from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, search_only, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
@@ -269,9 +269,13 @@ class Runner:
             self.run_all([variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
                           for seed in self.protocol.seeds for variant in self.variants])  # fmt: skip
 
-    def replay(self, task: str) -> list[str]:
+    def replay(self, task: str, rtol: float = 0.0) -> list[str]:
         """Replay the search of every searched ``auto`` record of ``task`` with the current code, without training
         (:func:`~benchmarks.evidence.runs.search_only`), and print one line per record.
+
+        Args:
+            task: The task whose records are replayed.
+            rtol: The relative tolerance on each trial score (:func:`~benchmarks.evidence.auto.search_differences`).
 
         Returns:
             Each difference, prefixed with its run id: a record made with other settings or another recipe than
@@ -282,10 +286,10 @@ class Runner:
             for seed in self.protocol.seeds:
                 for variant in self.variants:
                     spec = variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
-                    found += [f"{spec.run_id}: {d}" for d in self._replay(spec)]
+                    found += [f"{spec.run_id}: {d}" for d in self._replay(spec, rtol)]
         return found
 
-    def _replay(self, spec: RunSpec) -> list[str]:
+    def _replay(self, spec: RunSpec, rtol: float) -> list[str]:
         """The differences between ``spec``'s record (if it has a search) and its replay; prints the outcome."""
         path, recipe = self.paths.record(spec), self.recipes[spec.task]
         record = json.loads(path.read_text()) if path.exists() else None
@@ -293,9 +297,15 @@ class Runner:
             return []  # not run yet, or nothing searched (a fixed variant, or one cell)
         if not same_recipe(record["recipe"], recipe) or record["spec"] != _json(asdict(spec)):
             found = [f"made with {record['spec']} under recipe {record['recipe']}, which this variant no longer is"]
+            said = "; ".join(found)
         else:
-            found = search_differences(record["search"], search_only(spec, recipe, self.paths))
-        print(f"replay {spec.run_id}: " + ("; ".join(found) or "the same trials, scores and choice"), flush=True)
+            replayed = search_only(spec, recipe, self.paths)
+            found = search_differences(record["search"], replayed, rtol)
+            change = 0.0 if found or replayed is None else largest_score_change(record["search"], replayed)
+            said = "; ".join(found) or "the same trials, scores and choice" + (
+                f" (scores within a relative {change:.1e} of the record's)" if change else ""
+            )
+        print(f"replay {spec.run_id}: {said}", flush=True)
         return found
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+import peft
 import torch
+import transformers
 from typing_extensions import override
 
 import lit_loraplus
@@ -303,5 +305,6 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
         "search": module.search_record,
         "timing": recorder.timing(started) | {"torch_threads": torch.get_num_threads()},
         "versions": {"lit_loraplus": lit_loraplus.__version__, "torch": torch.__version__,
-                     "lightning": L.__version__, "python": sys.version.split()[0]},
+                     "lightning": L.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "python": sys.version.split()[0]},
     }  # fmt: skip
