@@ -146,6 +146,7 @@ def test_successive_halving_on_a_known_score() -> None:
         ({"ratio": "auto", "search_score_on": "dev"}, r"`search_score_on='dev'` must be one of \['auto', 'valid"),
         ({"ratio": "auto", "search_fallback": "yes"}, r"`search_fallback='yes'` must be true or false"),
         ({"ratio": "auto", "search_seed": -1}, r"`search_seed=-1` must be an integer >= 0"),
+        ({"lr": "auto", "search_score_batches": 0}, r"`search_score_batches=0` must be an integer >= 1"),
     ],
 )
 def test_search_settings_are_checked_with_the_others(settings, match) -> None:
@@ -284,6 +285,21 @@ def test_search_seed_draws_other_trial_rows_and_is_recorded(tmp_path, tiny_bert_
     scores = {name: [t["scores"] for t in record["trials"]] for name, record in records.items()}
     assert scores["default"] == scores["zero"] != scores["seven"]
     assert [record["search_seed"] for record in records.values()] == [0, 0, 7]
+
+
+def test_search_score_batches_sets_the_scoring_rows_and_is_recorded(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """``search_score_batches`` is how many validation batches score each cell: 1 batch and the default 4 score
+    the same trials (validation rows do not change the trial rows) on different rows, so the first rung's scores
+    differ, and the record names the count."""
+    records = {}
+    for name, extra in (("default", {}), ("one", {"search_score_batches": 1})):
+        module = bert(tiny_bert_dir, ratio="auto", search_ratios=RATIOS, search_budget=10, **extra)
+        fit(module, glue(tiny_bert_dir, glue_dir), tmp_path / name, 2)
+        records[name] = module.search_record
+    assert [r["score_batches"] for r in records.values()] == [4, 1]
+    assert all(r["scored_on"] == "validation rows" for r in records.values())
+    first = {name: [t["scores"][0] for t in r["trials"]] for name, r in records.items()}
+    assert first["default"] != first["one"]
 
 
 def test_one_cell_is_chosen_without_trials(tmp_path, tiny_bert_dir, glue_dir, caplog) -> None:

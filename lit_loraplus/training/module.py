@@ -122,6 +122,9 @@ class LoraPlusModule(L.LightningModule):
             and without validation rows the rows that score them). The same for every run by default, so
             runs that differ only in ``seed_everything`` search on the same rows; set another value to see
             how much the choice depends on them.
+        search_score_batches: Held-out batches that score every cell after each rung (forward passes only,
+            outside the budget of optimizer steps). More rows give a steadier ranking for more evaluation
+            time. Held-out training rows are capped at half the training data.
 
     ``"auto"``: before the first optimizer step of ``fit``, every (η_A, λ) cell trains a few steps from
     the run's initial state on the run's own training data at constant rates, is scored on held-out
@@ -179,6 +182,7 @@ class LoraPlusModule(L.LightningModule):
         search_score_on: ScoreOn = "auto",
         search_fallback: bool = True,
         search_seed: int = 0,
+        search_score_batches: int = 4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
