@@ -59,8 +59,11 @@ def repo() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _deterministic() -> None:
+def _deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a fresh unseeded process would: torch seeded 0, and no run seed left by an earlier
+    test's ``seed_everything`` (``PL_GLOBAL_SEED``, which the auto search's rows follow)."""
     torch.manual_seed(0)
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from lit_loraplus.core.search import Rung, SearchSettings, default_cell, halving
 from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO
 from lit_loraplus.data import GlueDataModule, InstructionDataModule, TextClassificationDataModule
 from lit_loraplus.training import LoraPlusModule
-from lit_loraplus.training.search import search_strategy_problems
+from lit_loraplus.training.search import rows_seed, search_strategy_problems
 from lit_loraplus.training.search_data import constant_loss
 from lit_loraplus.training.search_report import SEARCH_FILE, describe, prior_warning
 
@@ -273,18 +273,39 @@ def test_auto_trains_bit_identically_to_its_choice_and_restores_everything(
     assert_same_weights(trainable(auto), trainable(fixed))
 
 
-def test_search_seed_draws_other_trial_rows_and_is_recorded(tmp_path, tiny_bert_dir, glue_dir) -> None:
-    """``search_seed`` decides the shuffle of the training rows the trials train on: the default and an explicit
-    0 search identically (every trial's scores equal); seed 7 trains the same cells on other rows, so their
-    scores differ. The record names the seed its rows came from."""
+def test_search_seed_follows_the_run_seed_unless_set_and_is_recorded(
+    tmp_path, tiny_bert_dir, glue_dir, monkeypatch
+) -> None:
+    """``search_seed`` decides the shuffle of the training rows the trials train on. Unset, it is the run's seed
+    as ``seed_everything`` left it (``PL_GLOBAL_SEED``), 0 where no seed was set: the unseeded default searches
+    exactly as an explicit 0 does even in a run seeded 7, and a run seeded 7 exactly as an explicit 7 does in an
+    unseeded one; 0 and 7 score the same cells differently. The record names the seed the rows came from.
+    (The initial adapters are the same in every case: ``bert`` seeds torch itself.)"""
     records = {}
-    for name, extra in (("default", {}), ("zero", {"search_seed": 0}), ("seven", {"search_seed": 7})):
+    for name, run_seed, extra in (("unseeded", None, {}), ("zero", "7", {"search_seed": 0}),
+                                  ("seeded", "7", {}), ("seven", None, {"search_seed": 7})):  # fmt: skip
+        if run_seed is None:
+            monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+        else:
+            monkeypatch.setenv("PL_GLOBAL_SEED", run_seed)
         module = bert(tiny_bert_dir, ratio="auto", search_ratios=RATIOS, search_budget=10, **extra)
         fit(module, glue(tiny_bert_dir, glue_dir), tmp_path / name, 2)
         records[name] = module.search_record
     scores = {name: [t["scores"] for t in record["trials"]] for name, record in records.items()}
-    assert scores["default"] == scores["zero"] != scores["seven"]
-    assert [record["search_seed"] for record in records.values()] == [0, 0, 7]
+    assert scores["unseeded"] == scores["zero"] != scores["seeded"] == scores["seven"]
+    assert [record["search_seed"] for record in records.values()] == [0, 0, 7, 7]
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "expected"), [(None, None, 0), (None, "12", 12), (3, "12", 3), (0, "12", 0)]
+)
+def test_rows_seed_is_the_setting_else_the_run_seed_else_0(monkeypatch, setting, env, expected) -> None:
+    """``rows_seed``: an explicit ``search_seed`` wins; unset, Lightning's ``PL_GLOBAL_SEED``; without one, 0."""
+    if env is None:
+        monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    else:
+        monkeypatch.setenv("PL_GLOBAL_SEED", env)
+    assert rows_seed(setting) == expected
 
 
 def test_search_score_batches_sets_the_scoring_rows_and_is_recorded(tmp_path, tiny_bert_dir, glue_dir) -> None:

@@ -301,7 +301,8 @@ def test_auto_variants_search_the_grids_space_within_the_budget_they_need() -> N
     settings = SearchSettings(**{k.removeprefix("search_"): v for k, v in auto.items()})
     assert settings.plan(len(space), recipe.steps)[0].steps == 2  # the shortest plan the search accepts
     lr_only, rows = (variant_spec(v, "sst2", "standard", 7, protocol, recipe) for v in ("auto-lr", "auto-lr-rows"))
-    assert rows.settings == (*lr_only.settings, ("search_seed", 7))  # the same search, its rows drawn per seed
+    assert dict(lr_only.settings)["search_seed"] == 0  # one draw of rows for every seed
+    assert rows.settings == (*lr_only.settings[:-1], ("search_seed", 7))  # the same search, its rows drawn per seed
     assert (rows.lr, rows.ratio, rows.run_id) == ("auto", DEFAULT_RATIO, "sst2-standard-auto-lr-rows-seed7")
     with pytest.raises(ValueError, match="unknown auto variant 'grid'"):
         variant_spec("grid", "sst2", "standard", 1, protocol, recipe)

@@ -6,9 +6,9 @@ these variants:
     auto        lr and ratio "auto" over the grid's η_A values × λ ∈ {1, 2, 4, 8, 16, 32}
     auto-ratio  ratio "auto" (λ ∈ {1, ..., 32}) at the package's default η_A
     auto-lr     lr "auto" over the grid's η_A values at the package's default λ
-    auto-lr-rows  auto-lr with its search's rows drawn per seed (``search_seed`` = the seed): the package's
-                default draws them the same for every run, so ``auto-lr``'s seeds never vary the rows its
-                trials see
+    auto-lr-rows  auto-lr with its search's rows drawn per seed (``search_seed`` = the seed, the package's
+                default); the three variants above fix them (``search_seed`` = 0) for every seed, so their
+                seeds never vary the rows the trials see
     default     the package's fixed defaults (η_A, λ)
     random      one cell of the ``auto`` search space, drawn per seed (the baseline a search must beat)
 
@@ -35,6 +35,7 @@ from lit_loraplus.core.settings import DEFAULT_RATIO
 
 VARIANTS = ("auto", "auto-ratio", "auto-lr", "default", "random", "auto-lr-rows")
 DEFAULT_BUDGET = SearchSettings().budget
+FIXED_ROWS_SEED = 0  # the search rows of `auto`, `auto-ratio` and `auto-lr`: one draw shared by every seed
 
 
 def search_space(protocol: Protocol) -> list[Cell]:
@@ -63,10 +64,10 @@ def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protoc
     """
     lrs = tuple(sorted(protocol.lrs))
 
-    def search(lr: float | str, ratio: float | str, cells: int, *rows: tuple[str, int]) -> RunSpec:
+    def search(lr: float | str, ratio: float | str, cells: int, rows_seed: int = FIXED_ROWS_SEED) -> RunSpec:
         budget = needed_budget(cells, recipe.steps)
         settings = (("search_lrs", lrs), ("search_ratios", SEARCH_RATIOS), ("search_budget", budget),
-                    ("search_score_on", "train"), *rows)  # fmt: skip
+                    ("search_score_on", "train"), ("search_seed", rows_seed))  # fmt: skip
         return RunSpec(task, init, lr, ratio, seed, "auto", variant, settings)
 
     if variant == "auto":
@@ -76,7 +77,7 @@ def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protoc
     if variant == "auto-lr":
         return search("auto", DEFAULT_RATIO, len(lrs))
     if variant == "auto-lr-rows":
-        return search("auto", DEFAULT_RATIO, len(lrs), ("search_seed", seed))
+        return search("auto", DEFAULT_RATIO, len(lrs), rows_seed=seed)
     if variant == "default":
         return RunSpec(task, init, DEFAULT_LR, DEFAULT_RATIO, seed, "auto", variant)
     if variant == "random":

@@ -107,9 +107,11 @@ class SearchSettings:
             default lists, :func:`default_cell`) instead of that cell, whose win is then close to chance. False
             keeps the best cell.
         seed: The seed of the search's shuffle of the training rows, which decides the rows its trials train on
-            and, without validation rows, the rows that score them. The same for every run by default, so runs
-            that differ only in their seed choose from the same rows; another value draws other rows (to check
-            how much the choice depends on them, or to tie the rows to the run's seed).
+            and, without validation rows, the rows that score them. None (the default): the run's seed, as
+            ``seed_everything`` set it (0 where no seed was set), so runs that differ in their seed also
+            differ in the rows their search sees, as they differ in initialisation and data order. A value
+            fixes the rows whatever the run's seed (to compare choices across seeds on the same rows, or to
+            check how much the choice depends on them).
     """
 
     budget: int | float = 0.1
@@ -121,7 +123,7 @@ class SearchSettings:
     score_batches: int = 4
     score_on: ScoreOn = "auto"
     fallback: bool = True
-    seed: int = 0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         raise_problems(self.problems_in(asdict(self), prefix=""), "search settings")
@@ -148,7 +150,7 @@ class SearchSettings:
         problems += int_at_least(f"{prefix}min_steps", get("min_steps", 2), 1)
         problems += int_at_least(f"{prefix}score_batches", get("score_batches", 4), 1)
         problems += one_of(f"{prefix}score_on", get("score_on", "auto"), get_args(ScoreOn))
-        problems += int_at_least(f"{prefix}seed", get("seed", 0), 0)
+        problems += int_at_least(f"{prefix}seed", get("seed"), 0, "null follows the run's seed", optional=True)
         if not isinstance(get("fallback", True), bool):
             problems += [f"`{prefix}fallback={get('fallback')!r}` must be true or false (true: train with the cell "
                          "nearest the defaults when no cell beats a constant prediction)."]  # fmt: skip

@@ -119,9 +119,9 @@ class LoraPlusModule(L.LightningModule):
             λ 4: the defaults themselves with the default lists) instead of that cell, and warn. False keeps
             the best cell (and still warns).
         search_seed: The seed of the search's shuffle of the training rows (the rows its trials train on,
-            and without validation rows the rows that score them). The same for every run by default, so
-            runs that differ only in ``seed_everything`` search on the same rows; set another value to see
-            how much the choice depends on them.
+            and without validation rows the rows that score them). None (the default): the run's seed
+            (``seed_everything``; 0 where none was set), so each seed draws its own rows. A value fixes
+            the rows across seeds; try two or three to see how much the choice depends on them.
         search_score_batches: Held-out batches that score every cell after each rung (forward passes only,
             outside the budget of optimizer steps). More rows give a steadier ranking for more evaluation
             time. Held-out training rows are capped at half the training data.
@@ -181,7 +181,7 @@ class LoraPlusModule(L.LightningModule):
         search_lr_factor: float = 1.0,
         search_score_on: ScoreOn = "auto",
         search_fallback: bool = True,
-        search_seed: int = 0,
+        search_seed: int | None = None,
         search_score_batches: int = 4,
     ) -> None:
         super().__init__()

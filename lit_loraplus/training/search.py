@@ -25,6 +25,7 @@ and trials that step other optimizers over sharded parameters are not something 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,16 @@ def search_pending(hparams: Any) -> bool:
 def search_settings(hparams: Any) -> SearchSettings:
     """The :class:`SearchSettings` of a LoraPlusModule's ``search_*`` hyperparameters."""
     return SearchSettings(**{k.removeprefix("search_"): v for k, v in hparams.items() if k.startswith("search_")})
+
+
+def rows_seed(setting: int | None) -> int:
+    """The seed of the search's shuffle of the training rows: ``search_seed`` where set, else the run's seed as
+    Lightning's ``seed_everything`` recorded it (``PL_GLOBAL_SEED``), else 0, Lightning's own default seed.
+
+    Args:
+        setting: The ``search_seed`` setting (None: follow the run's seed).
+    """
+    return setting if setting is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def search_strategy_problems(strategy: Any) -> list[str]:
@@ -195,6 +206,7 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
     settings = search_settings(h)
     cells = settings.grid(h.lr, h.ratio)
     rungs = settings.plan(len(cells), total_steps)
+    seed = trainer.strategy.broadcast(rows_seed(settings.seed), src=0)  # every rank shuffles the rows alike
     data, scored_on = None, "nothing (one cell)"
     if rungs:
         data = SearchData(
@@ -202,7 +214,7 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
             rungs[-1].steps * trainer.accumulate_grad_batches,
             settings.score_batches,
             settings.score_on,
-            settings.seed,
+            seed,
         )
         scored_on = data.scored_on
     trials = _Trials(module, trainer, cells, data)
@@ -229,7 +241,7 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
         scored_on=scored_on,
         score_batches=len(data.score) if data else 0,
         constant_score=prior,
-        seed=settings.seed,
+        seed=seed,
     )
     if settings.fallback and outcome.learned_only_the_prior:  # the same on every rank: scores and prior are reduced
         (outcome.lr, outcome.ratio), outcome.fell_back = default_cell(cells), True

@@ -6,8 +6,8 @@ loaders passed to ``fit``), with the loaders' own batch size and ``collate_fn``.
 iterated, so the training loader's position, its sampler and every random generator stay as they
 were. Under DDP each rank takes every ``world_size``-th index: its own shard, as in training.
 
-- **Trial batches**: a permutation of the training rows seeded with ``search_seed`` (by default the same on
-  every run).
+- **Trial batches**: a permutation of the training rows seeded with ``search_seed`` (by default the run's
+  seed: :func:`~lit_loraplus.training.search.rows_seed`).
 - **Scoring batches**: the first rows of the validation set; without one (or when its batches carry
   no ``labels``, e.g. MMLU questions), or with ``score_on="train"``, rows held out from the front of
   the trial permutation, which no trial trains on.
