@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -22,7 +24,7 @@ from benchmarks.evidence.auto import (
     summarise_auto,
     variant_spec,
 )
-from benchmarks.evidence.common import paired_difference, steps_to_reach, t_interval
+from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
 from benchmarks.evidence.search import ArmSearch, extension, horizon_bias, promote, search_arm
@@ -63,6 +65,33 @@ def test_paired_difference_counts_signs_and_ranks_so_one_extreme_pair_does_not_d
     assert paired_difference({1: 0.5, 2: 0.5}, {1: 0.5, 2: 0.5})["signed_rank_p"] is None
     diverged = paired_difference({1: 0.5, 2: 0.6}, {1: math.nan, 2: 0.4})
     assert math.isnan(diverged["mean"]) and math.isnan(diverged["half_width"]) and diverged["signed_rank_p"] is None
+
+
+def test_median_interval_is_the_exact_signed_rank_interval_of_the_walsh_averages() -> None:
+    """Hodges-Lehmann: the median of the Walsh averages, between the k-th smallest and largest of them, with k from
+    the exact signed-rank distribution (n = 10 at 95 %: P(T+ <= 8) = 25/1024, so k = 9 and coverage 1 - 50/1024).
+    Too few values for the coverage, or a NaN, give None; a diverged baseline does not pull the interval across 0."""
+    values = [0.3, -1.2, 0.8, 2.1, -0.4, 1.7, 0.9, 1.1, -0.2, 0.6]
+    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    found = median_interval(values)
+    assert found == {"estimate": pytest.approx(statistics.median(walsh)), "low": walsh[8], "high": walsh[-9],
+                     "coverage": pytest.approx(1 - 50 / 1024)}  # fmt: skip
+    assert median_interval(values[:5]) is None and median_interval(values[:6])["low"] == min(values[:6])
+    assert median_interval([0.1, math.nan, 0.2, 0.3, 0.4, 0.5]) is None
+    # 8 small gains, 1 smaller loss, and a baseline that diverged (loss 9.0): like a search against a random cell
+    baseline = dict.fromkeys(range(10), 1.0) | {9: 9.0}
+    diverged = paired_difference(baseline, {k: 1.0 - (k + 1) / 100 for k in range(8)} | {8: 1.005, 9: 1.0})
+    assert diverged["low"] < 0 < diverged["high"]  # the t-interval straddles 0 ...
+    assert diverged["median"]["high"] < 0 < diverged["signed_rank_p"] < 0.05  # ... rank methods see 9 of 10 below
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_median_interval_excludes_0_exactly_when_the_signed_rank_test_rejects(seed: int) -> None:
+    """The interval inverts the two-sided exact signed-rank test: 0 lies outside it iff scipy's p <= 1 - coverage."""
+    values = list(np.random.default_rng(seed).normal(0.6, 1.0, size=8 + seed % 5))
+    found = median_interval(values)
+    p = stats.wilcoxon(values, method="exact").pvalue
+    assert (not found["low"] <= 0 <= found["high"]) == (p <= 1 - found["coverage"] + 1e-12)
 
 
 def test_steps_to_reach_interpolates_between_evaluations() -> None:

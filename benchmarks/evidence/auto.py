@@ -257,12 +257,14 @@ def _passed_over(chosen: dict[str, Any]) -> str:
 
 
 def _signs(key: str, diff: dict[str, Any]) -> str:
-    """``; loss lower on 7 seeds, higher on 3, signed-rank p 0.11`` for a paired difference (empty without)."""
+    """``; loss lower on 7 seeds, higher on 3, signed-rank p 0.11, HL median -0.012 [-0.03, 0.004]`` for a paired
+    difference (empty without); the Hodges-Lehmann median and its 95 % interval where there are seeds enough."""
     if "below" not in diff:
         return ""
-    p = diff.get("signed_rank_p")
+    p, median = diff.get("signed_rank_p"), diff.get("median")
     rank = "–" if p is None else f"{p:.3g}"
-    return f"; {key} lower on {diff['below']} seeds, higher on {diff['above']}, signed-rank p {rank}"
+    middle = f", HL median {median['estimate']:.4f} [{median['low']:.4f}, {median['high']:.4f}]" if median else ""
+    return f"; {key} lower on {diff['below']} seeds, higher on {diff['above']}, signed-rank p {rank}{middle}"
 
 
 def markdown_auto(auto: dict[str, Any], reference: dict[str, Any] | None, split: str = "dev") -> list[str]:
