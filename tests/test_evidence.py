@@ -24,6 +24,7 @@ from benchmarks.evidence.auto import (
     summarise_auto,
     variant_spec,
 )
+from benchmarks.evidence.budgets import outcomes, scaled_budget
 from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
@@ -570,3 +571,46 @@ def test_the_defaults_are_the_evidence_pages_pair_and_the_quickstarts() -> None:
         spec = RunSpec(task, "standard", DEFAULT_LR, DEFAULT_RATIO, 0, "full")
         loss = json.loads((runs / task / "full" / f"{spec.run_id}.json").read_text())["final"]["loss"]
         assert f"| {label} | {loss:.3f}" in page, (task, loss)
+
+
+def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_outcomes_from_the_runs(
+    tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--phases budgets`` after the smoke recipe's ``auto-lr-rows`` and ``default`` runs: each seed is searched
+    again, without training, with its budget of steps doubled (the record under ``budgets/``; the smoke grid's one
+    η_A leaves nothing to halve, so the rungs' lengths are the engine tests' concern), a rerun skips what exists,
+    and ``budgets/report.md`` shows per seed each budget's choice with the dev loss of the run that trained that
+    cell on that seed (the defaults' run where the choice is the default cell); a factor of 0 is refused."""
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
+            str(glue_dir), "--variants", "auto-lr-rows,default"]  # fmt: skip
+    assert main([*argv, "--phases", "auto"]) == 0
+    assert main([*argv, "--phases", "budgets", "--budget-factors", "2"]) == 0
+    folder = out / "runs" / "sst2" / "auto"
+    for seed in (1, 2):
+        base = json.loads((folder / f"sst2-standard-auto-lr-rows-seed{seed}.json").read_text())
+        scaled = json.loads((out / "budgets" / "sst2" / f"sst2-standard-auto-lr-rows-budgetx2-seed{seed}.json")
+                            .read_text())  # fmt: skip
+        assert scaled["search"]["budget_steps"] == 2 * base["search"]["budget_steps"]
+        assert dict(scaled["spec"]["settings"])["search_seed"] == seed
+    capsys.readouterr()
+    assert main([*argv, "--phases", "budgets", "--budget-factors", "2"]) == 0
+    assert "start budget search" not in capsys.readouterr().out
+    runs = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    losses = outcomes(runs)
+    default = json.loads((folder / "sst2-standard-default-seed1.json").read_text())
+    assert losses[(1, DEFAULT_LR, DEFAULT_RATIO)] == pytest.approx(default["final"]["loss"], rel=1e-6)
+    report = (out / "budgets" / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2 and all(row.count("→") == 2 for row in rows)
+    assert main([*argv, "--phases", "budgets", "--budget-factors", "0,2"]) == 2
+
+
+def test_scaled_budget_names_the_factor_and_refuses_a_budget_that_is_not_steps() -> None:
+    """The scaled spec keeps every other setting, multiplies the steps and gets its own run id."""
+    spec = RunSpec("sst2", "standard", "auto", 4.0, 3, "auto", "auto-lr-rows", (("search_budget", 40), ("x", 1)))
+    scaled = scaled_budget(spec, 2.5)
+    assert scaled.settings == (("search_budget", 100), ("x", 1))
+    assert scaled.run_id == "sst2-standard-auto-lr-rows-budgetx2.5-seed3"
+    with pytest.raises(ValueError, match="search_budget in steps"):
+        scaled_budget(replace(spec, settings=(("search_budget", 0.1),)), 2)

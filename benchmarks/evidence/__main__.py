@@ -3,6 +3,7 @@
     python -m benchmarks.evidence --out benchmarks/results/evidence --ckpt-dir /work/evidence-ckpt  # everything
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases report                 # report only
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases replay --seeds 10      # still the code's?
+    python -m benchmarks.evidence --out benchmarks/results/evidence --phases budgets --tasks sst2 --seeds 10
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
     python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
@@ -26,6 +27,9 @@ stands in for dev):
     replay  (only when named) the search of every searched auto record again with the current code, without
             training: are its trials, scores (to ``--replay-rtol``) and choice still the record's? Exit status
             1 if any differ (rerun those records: move them out of ``runs/``). Seconds to a minute per search.
+    budgets (only when named) each seed's ``auto-lr-rows`` search again, without training, with its budget
+            times each ``--budget-factors`` value: do longer trials choose the full run's best η_A?
+            (benchmarks.evidence.budgets; ``budgets/report.md``.)
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
 it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the
@@ -41,14 +45,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.evidence.auto import VARIANTS
+from benchmarks.evidence.budgets import write_budget_report
 from benchmarks.evidence.inputs import smollm2_folder, smollm2_gguf
 from benchmarks.evidence.report import write_report
 from benchmarks.evidence.runner import BudgetSpent, Runner
 from benchmarks.evidence.runs import Paths
 from benchmarks.evidence.tasks import RECIPES, Protocol, ladder_lr, smoke_recipe
 
-PHASES = ("pilot", "select", "seeds", "auto", "report", "replay")
-DEFAULT_PHASES = PHASES[:-1]  # replay runs only when named
+PHASES = ("pilot", "select", "seeds", "auto", "report", "replay", "budgets")
+DEFAULT_PHASES = PHASES[:-2]  # replay and budgets run only when named
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
 
@@ -84,11 +89,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="replay: largest relative change of a trial score that counts as the same (0: exact; another CPU "
         "or library build moves scores by ~1e-5)",
     )
+    parser.add_argument(
+        "--budget-factors", default="2,4", help="budgets: multiples of auto-lr-rows' search budget, comma-separated"
+    )
     parser.add_argument("--max-hours", type=float, default=None, help="start no run after this many hours")
     parser.add_argument("--smoke", action="store_true", help="tiny recipes and grid (tests): every phase in seconds")
     args = parser.parse_args(argv)
     args.phases, args.tasks, args.inits = args.phases.split(","), args.tasks.split(","), args.inits.split(",")
     args.variants = tuple(args.variants.split(","))
+    try:
+        args.budget_factors = [float(f) for f in args.budget_factors.split(",")]
+    except ValueError:
+        parser.error(f"--budget-factors={args.budget_factors!r}: give numbers above 0, e.g. 2,4")
     return args
 
 
@@ -104,6 +116,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
         problems.append(f"`--seeds={args.seeds}` must be >= 2 (an interval needs two seeds).")
     if not args.replay_rtol >= 0:
         problems.append(f"`--replay-rtol={args.replay_rtol}` must be >= 0 (0: every score exact).")
+    if not all(f > 0 for f in args.budget_factors):
+        problems.append(f"`--budget-factors={args.budget_factors}` must all be > 0 (e.g. 2,4: twice and four times).")
     if args.max_extensions < 0:
         problems.append(f"`--max-extensions={args.max_extensions}` must be >= 0.")
     if args.max_hours is not None and args.max_hours <= 0:
@@ -180,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             print("benchmarks.evidence: these records are not what the current code makes; rerun them (move them "
                   "out of `runs/`):\n  " + "\n  ".join(differ), file=sys.stderr)  # fmt: skip
             return 1
+    if "budgets" in args.phases:
+        for task in args.tasks:
+            runner.budgets(task, args.budget_factors)
+        print(f"wrote {write_budget_report(args.out, args.tasks)}", flush=True)
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.evidence.auto import VARIANTS, largest_score_change, search_differences, variant_spec
+from benchmarks.evidence.budgets import scaled_budget
 from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, search_only, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
@@ -288,6 +289,26 @@ class Runner:
                     spec = variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
                     found += [f"{spec.run_id}: {d}" for d in self._replay(spec, rtol)]
         return found
+
+    def budgets(self, task: str, factors: list[float]) -> None:
+        """Search each seed of ``auto-lr-rows`` again with its budget scaled by each factor, without training
+        (:mod:`benchmarks.evidence.budgets`); records under ``budgets/<task>/``, resumable like the runs."""
+        for init in self.inits:
+            for seed in self.protocol.seeds:
+                base = variant_spec("auto-lr-rows", task, init, seed, self.protocol, self.recipes[task])
+                for factor in factors:
+                    spec = scaled_budget(base, factor)
+                    path = self.paths.out / "budgets" / task / f"{spec.run_id}.json"
+                    if path.exists() or not claim(path):
+                        continue
+                    try:
+                        print(f"start budget search {spec.run_id}", flush=True)
+                        search = search_only(spec, self.recipes[task], self.paths)
+                        write_json_atomic(path, {"spec": _json(asdict(spec)), "search": search})
+                        chosen = (search or {}).get("chosen")
+                        print(f"done  budget search {spec.run_id}: chose {chosen}", flush=True)
+                    finally:
+                        release(path)
 
     def _replay(self, spec: RunSpec, rtol: float) -> list[str]:
         """The differences between ``spec``'s record (if it has a search) and its replay; prints the outcome."""
