@@ -580,7 +580,8 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     again, without training, with its budget of steps doubled (the record under ``budgets/``; the smoke grid's one
     η_A leaves nothing to halve, so the rungs' lengths are the engine tests' concern), a rerun skips what exists,
     and ``budgets/report.md`` shows per seed each budget's choice with the dev loss of the run that trained that
-    cell on that seed (the defaults' run where the choice is the default cell); a factor of 0 is refused."""
+    cell on that seed (the defaults' run where the choice is the default cell); a seed without an ``auto-lr-rows``
+    record is not searched, and a factor of 0 is refused."""
     out = tmp_path / "out"
     argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
             str(glue_dir), "--variants", "auto-lr-rows,default"]  # fmt: skip
@@ -603,6 +604,11 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     report = (out / "budgets" / "report.md").read_text()
     rows = [line for line in report.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert len(rows) == 2 and all(row.count("→") == 2 for row in rows)
+    (folder / "sst2-standard-auto-lr-rows-seed2.json").unlink()  # a seed without its own search is not searched
+    scaled_two = out / "budgets" / "sst2" / "sst2-standard-auto-lr-rows-budgetx2-seed2.json"
+    scaled_two.unlink()
+    assert main([*argv, "--phases", "budgets", "--budget-factors", "2"]) == 0
+    assert not scaled_two.exists()
     assert main([*argv, "--phases", "budgets", "--budget-factors", "0,2"]) == 2
 
 

@@ -98,7 +98,8 @@ def _steps(records: list[Record]) -> str:
 
 
 def write_budget_report(out: Path, tasks: list[str]) -> Path:
-    """``budgets/report.md`` from the records of the ``budgets`` phase and the tasks' runs (see the module)."""
+    """``budgets/report.md`` from the records of the ``budgets`` phase and the runs of ``tasks`` (see the module);
+    a task without such records is left out."""
     intro = ("Generated from the records by `python -m benchmarks.evidence --phases budgets`. Each entry: the η_A "
              "the search chose (λ = 4), and the dev loss of a committed run of that cell on that seed.")  # fmt: skip
     lines = ["# lr: auto against the length of its trials", "", intro, ""]

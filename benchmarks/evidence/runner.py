@@ -291,11 +291,14 @@ class Runner:
         return found
 
     def budgets(self, task: str, factors: list[float]) -> None:
-        """Search each seed of ``auto-lr-rows`` again with its budget scaled by each factor, without training
-        (:mod:`benchmarks.evidence.budgets`); records under ``budgets/<task>/``, resumable like the runs."""
+        """Search each seed of ``auto-lr-rows`` that has a record again with its budget scaled by each factor,
+        without training (:mod:`benchmarks.evidence.budgets`); records under ``budgets/<task>/``, resumable like
+        the runs."""
         for init in self.inits:
             for seed in self.protocol.seeds:
                 base = variant_spec("auto-lr-rows", task, init, seed, self.protocol, self.recipes[task])
+                if not self.paths.record(base).exists():
+                    continue  # nothing to compare with: run the auto phase's auto-lr-rows first
                 for factor in factors:
                     spec = scaled_budget(base, factor)
                     path = self.paths.out / "budgets" / task / f"{spec.run_id}.json"
