@@ -21,8 +21,7 @@ from typing import Any
 
 from benchmarks.evidence.common import Record, read_records
 from benchmarks.evidence.runs import RunSpec
-
-Cell = tuple[float, float]
+from benchmarks.evidence.search import Cell
 
 
 def scaled_budget(spec: RunSpec, factor: float) -> RunSpec:
