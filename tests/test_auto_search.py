@@ -68,9 +68,19 @@ def test_budget_for_a_300_step_run() -> None:
     with pytest.raises(ValueError, match=message):
         settings.plan(42, 300)
     assert SearchSettings(budget=330).plan(42, 300)[0].steps == 2
+    assert "search_min_steps" not in str(pytest.raises(ValueError, settings.plan, 42, 300).value)  # 30 < 1 × 165
     assert settings.plan(1, 10) == []
     with pytest.raises(ValueError, match=r"Invalid search settings: `budget=0` must be .* `halving=1` must be"):
         SearchSettings(budget=0, halving=1)
+
+
+def test_min_steps_one_halves_the_least_budget_of_a_short_run() -> None:
+    """A 120-step run at the default 10 % (12 steps) cannot search 5 η_A values with first rungs of 2 steps (24
+    needed); the error says that 1-step first rungs fit, and ``min_steps=1`` plans them: 5 × 1, 3 × 2, 2 × 4."""
+    with pytest.raises(ValueError, match=r"needs at least 24.*first rung of 1 step: `model.search_min_steps=1`"):
+        SearchSettings().plan(5, 120)
+    rungs = SearchSettings(min_steps=1).plan(5, 120)
+    assert [(r.cells, r.steps) for r in rungs] == [(5, 1), (3, 2), (2, 4)] and plan_cost(rungs) == 12
 
 
 def test_the_fallback_cell_is_the_searched_value_nearest_each_default() -> None:
@@ -147,6 +157,7 @@ def test_successive_halving_on_a_known_score() -> None:
         ({"ratio": "auto", "search_fallback": "yes"}, r"`search_fallback='yes'` must be true or false"),
         ({"ratio": "auto", "search_seed": -1}, r"`search_seed=-1` must be an integer >= 0"),
         ({"lr": "auto", "search_score_batches": 0}, r"`search_score_batches=0` must be an integer >= 1"),
+        ({"lr": "auto", "search_min_steps": 0}, r"`search_min_steps=0` must be an integer >= 1"),
     ],
 )
 def test_search_settings_are_checked_with_the_others(settings, match) -> None:
@@ -321,6 +332,19 @@ def test_search_score_batches_sets_the_scoring_rows_and_is_recorded(tmp_path, ti
     assert all(r["scored_on"] == "validation rows" for r in records.values())
     first = {name: [t["scores"][0] for t in r["trials"]] for name, r in records.items()}
     assert first["default"] != first["one"]
+
+
+def test_search_min_steps_reaches_the_search(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """``search_min_steps`` is the module's: a 5-step budget over 3 λ values is refused at the default (needs 10)
+    and searched with first rungs of 1 step when set to 1, before the run's own steps."""
+    data = glue(tiny_bert_dir, glue_dir)
+    with pytest.raises(ValueError, match=r"allows 5 extra .* needs at least 10.*`model.search_min_steps=1`"):
+        fit(bert(tiny_bert_dir, ratio="auto", search_ratios=[2, 4, 8], search_budget=5), data, tmp_path / "a", 2)
+    module = bert(tiny_bert_dir, ratio="auto", search_ratios=[2, 4, 8], search_budget=5, search_min_steps=1)
+    run = fit(module, data, tmp_path / "b", 2)
+    assert [(r["cells"], r["steps"]) for r in module.search_record["rungs"]] == [(3, 1), (2, 2)]
+    assert module.search_record["extra_steps"] == 5
+    assert run.global_step == 2 and module.hparams.search_min_steps == 1
 
 
 def test_one_cell_is_chosen_without_trials(tmp_path, tiny_bert_dir, glue_dir, caplog) -> None:

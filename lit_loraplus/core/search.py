@@ -185,12 +185,18 @@ class SearchSettings:
         need = unit * self.min_steps
         given = f"{self.budget:g} × the run's {total_steps}" if isinstance(self.budget, float) else "set as steps"
         fraction = math.ceil(100 * need / total_steps) / 100
+        shorter = (
+            f" The budget does pay for a first rung of {budget // unit} step{'s' * (budget // unit > 1)}: "
+            f"`model.search_min_steps={budget // unit}` accepts it (cells compared after fewer steps)."
+            if budget // unit >= 1
+            else ""
+        )
         raise ValueError(
             f"`search_budget={self.budget!r}` allows {budget} extra optimizer steps ({given}), but searching "
             f"{cells} cells (η_A, λ) by successive halving needs at least {need}: {self.min_steps} steps for every "
             f"cell, then {self.halving}× as long for the best 1/{self.halving}, until {self.halving} are left. Set "
             f"`model.search_budget={need}` (steps) or {fraction!r} (a fraction of the run), search fewer values "
-            "(`model.search_lrs`, `model.search_ratios`), or fix `model.lr` or `model.ratio`."
+            f"(`model.search_lrs`, `model.search_ratios`), or fix `model.lr` or `model.ratio`.{shorter}"
         )
 
 

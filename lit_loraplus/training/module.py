@@ -125,6 +125,9 @@ class LoraPlusModule(L.LightningModule):
         search_score_batches: Held-out batches that score every cell after each rung (forward passes only,
             outside the budget of optimizer steps). More rows give a steadier ranking for more evaluation
             time. Held-out training rows are capped at half the training data.
+        search_min_steps: The shortest first rung (optimizer steps for every cell) the search accepts; a budget
+            that pays for less is refused. 2 by default; 1 halves the least budget a search needs, for short
+            runs (see the ratio guide for what it measured).
 
     ``"auto"``: before the first optimizer step of ``fit``, every (η_A, λ) cell trains a few steps from
     the run's initial state on the run's own training data at constant rates, is scored on held-out
@@ -183,6 +186,7 @@ class LoraPlusModule(L.LightningModule):
         search_fallback: bool = True,
         search_seed: int | None = None,
         search_score_batches: int = 4,
+        search_min_steps: int = 2,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
