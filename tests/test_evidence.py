@@ -24,7 +24,7 @@ from benchmarks.evidence.auto import (
     summarise_auto,
     variant_spec,
 )
-from benchmarks.evidence.budgets import outcomes, scaled_budget
+from benchmarks.evidence.budgets import budget_differences, outcomes, scaled_budget
 from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
@@ -581,7 +581,8 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     η_A leaves nothing to halve, so the rungs' lengths are the engine tests' concern), a rerun skips what exists,
     and ``budgets/report.md`` shows per seed each budget's choice with the dev loss of the run that trained that
     cell on that seed (the defaults' run where the choice is the default cell); a seed without an ``auto-lr-rows``
-    record is not searched, and a factor of 0 is refused."""
+    record is not searched, and a factor of 0 is refused. ``--phases outcomes`` trains, as a seed run, a choice whose
+    run is gone, to the same dev loss, and only once."""
     out = tmp_path / "out"
     argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
             str(glue_dir), "--variants", "auto-lr-rows,default"]  # fmt: skip
@@ -610,6 +611,16 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     assert main([*argv, "--phases", "budgets", "--budget-factors", "2"]) == 0
     assert not scaled_two.exists()
     assert main([*argv, "--phases", "budgets", "--budget-factors", "0,2"]) == 2
+    searched = folder / "sst2-standard-auto-lr-rows-seed1.json"  # the one run of seed 1's choice (the grid's η_A)
+    gone = json.loads(searched.read_text())
+    lr = gone["search"]["chosen"]["lr"]
+    searched.unlink()
+    assert main([*argv, "--phases", "outcomes"]) == 0  # trains that cell as a seed run, as the run gone did
+    trained = out / "runs" / "sst2" / "seed" / f"sst2-standard-lr{lr:.3g}-ratio{DEFAULT_RATIO:g}-seed1.json"
+    assert json.loads(trained.read_text())["final"]["loss"] == pytest.approx(gone["final"]["loss"], rel=1e-6)
+    assert "start seed" in capsys.readouterr().out
+    assert main([*argv, "--phases", "outcomes"]) == 0
+    assert "start seed" not in capsys.readouterr().out  # every choice has its run now
 
 
 def test_scaled_budget_names_the_factor_and_refuses_a_budget_that_is_not_steps() -> None:
@@ -620,3 +631,36 @@ def test_scaled_budget_names_the_factor_and_refuses_a_budget_that_is_not_steps()
     assert scaled.run_id == "sst2-standard-auto-lr-rows-budgetx2.5-seed3"
     with pytest.raises(ValueError, match="search_budget in steps"):
         scaled_budget(replace(spec, settings=(("search_budget", 0.1),)), 2)
+
+
+def test_budget_differences_pair_each_budgets_choices_with_the_best_cell_and_random_by_seed() -> None:
+    """Each budget's choices are paired by seed with the runs of the best cell (any run that trained it) and of
+    the random pick; a choice without a run is counted, not paired."""
+
+    def run(seed: int, lr: float, loss: float, variant: str | None = None) -> dict:
+        spec = {"seed": seed, "kind": "auto" if variant else "seed", "lr": lr, "ratio": 4.0, "variant": variant}
+        return {"spec": spec, "final": {"loss": loss}}
+
+    def searched(seed: int, lr: float, steps: int) -> dict:
+        search = {"chosen": {"lr": lr, "ratio": 4.0}, "extra_steps": steps, "total_steps": 100}
+        return {"spec": {"seed": seed}, "search": search}
+
+    runs = [run(s, 1e-3, 0.5 + s / 100) for s in (1, 2, 3)] + [run(s, 2e-3, 0.6) for s in (1, 2)]
+    runs += [run(s, 4e-3, 0.9, "random") for s in (1, 2, 3)]
+    base = [searched(s, 2e-3, 10) for s in (1, 2)] + [searched(3, 8e-3, 10)]
+    lines = budget_differences(base, {2.0: [searched(s, 1e-3, 20) for s in (1, 2, 3)]}, runs, (1e-3, 4.0))
+    assert lines[0].startswith("- budget ×1 (10.0% extra steps): 2 of 3 choices have a run; − best cell 0.0850 ± ")
+    assert "(n = 2; lower on 0, higher on 2" in lines[0] and "− random -0.3000 ± 0.0000 (n = 2" in lines[0]
+    assert lines[1].startswith("- budget ×2 (20.0% extra steps): 3 of 3 choices have a run; − best cell 0.0000")
+
+
+def test_a_budget_scaled_below_the_default_plan_gets_shorter_first_rungs() -> None:
+    """Halving the causal task's 24 steps over 5 η_A values leaves 12, which 2-step first rungs cannot pay for:
+    the scaled spec searches with ``search_min_steps=1`` (5 × 1, 3 × 2, 2 × 4 = 12 steps); a budget that pays for
+    no rung at all is refused."""
+    lrs = ("search_lrs", (2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3))
+    spec = RunSpec("instruct", "standard", "auto", 4.0, 1, "auto", "auto-lr-rows", (lrs, ("search_budget", 24)))
+    assert scaled_budget(spec, 0.5).settings == (lrs, ("search_budget", 12), ("search_min_steps", 1))
+    assert scaled_budget(spec, 2).settings == (lrs, ("search_budget", 48))
+    with pytest.raises(ValueError, match="a budget of 2 steps pays for no rung of 5 cells"):
+        scaled_budget(spec, 0.1)

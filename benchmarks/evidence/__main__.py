@@ -4,6 +4,7 @@
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases report                 # report only
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases replay --seeds 10      # still the code's?
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases budgets --tasks sst2 --seeds 10
+    python -m benchmarks.evidence --out benchmarks/results/evidence --phases outcomes --tasks sst2 --seeds 10
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
     python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
@@ -30,6 +31,8 @@ stands in for dev):
     budgets (only when named) each seed's ``auto-lr-rows`` search again, without training, with its budget
             times each ``--budget-factors`` value: do longer trials choose the full run's best η_A?
             (benchmarks.evidence.budgets; ``budgets/report.md``.)
+    outcomes (only when named) train, as seed runs, the cells the budgets searches chose that no run of their
+            seed has trained, so every choice in ``budgets/report.md`` has its dev loss.
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
 it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the
@@ -52,8 +55,8 @@ from benchmarks.evidence.runner import BudgetSpent, Runner
 from benchmarks.evidence.runs import Paths
 from benchmarks.evidence.tasks import RECIPES, Protocol, ladder_lr, smoke_recipe
 
-PHASES = ("pilot", "select", "seeds", "auto", "report", "replay", "budgets")
-DEFAULT_PHASES = PHASES[:-2]  # replay and budgets run only when named
+PHASES = ("pilot", "select", "seeds", "auto", "report", "replay", "budgets", "outcomes")
+DEFAULT_PHASES = PHASES[:-3]  # replay, budgets and outcomes run only when named
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
 
@@ -194,9 +197,15 @@ def main(argv: list[str] | None = None) -> int:
             print("benchmarks.evidence: these records are not what the current code makes; rerun them (move them "
                   "out of `runs/`):\n  " + "\n  ".join(differ), file=sys.stderr)  # fmt: skip
             return 1
-    if "budgets" in args.phases:
+    if "budgets" in args.phases or "outcomes" in args.phases:
         for task in args.tasks:
-            runner.budgets(task, args.budget_factors)
+            if "budgets" in args.phases:
+                runner.budgets(task, args.budget_factors)
+            if "outcomes" in args.phases:
+                try:
+                    runner.budget_outcomes(task)
+                except BudgetSpent as stop:
+                    print(stop, flush=True)
         print(f"wrote {write_budget_report(args.out, list(RECIPES))}", flush=True)  # every task searched so far
     return 0
 

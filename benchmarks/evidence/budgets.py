@@ -14,28 +14,42 @@ Records: ``budgets/<task>/<run id>.json`` (the spec and the search record); the 
 
 from __future__ import annotations
 
+import json
 import math
+import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.evidence.common import Record, read_records
+from benchmarks.evidence.common import Record, format_interval, paired_difference, read_records
 from benchmarks.evidence.runs import RunSpec
 from benchmarks.evidence.search import Cell
+from lit_loraplus.core.search import SearchSettings, halving_rungs, plan_cost
 
 
 def scaled_budget(spec: RunSpec, factor: float) -> RunSpec:
     """``spec`` (a searched ``auto`` variant) with its ``search_budget`` of steps multiplied by ``factor`` and a
     variant name that says so (``auto-lr-rows-budgetx2``), so its record has its own id.
 
+    A smaller budget than the default shortest first rung pays for (``factor`` below 1) gets the longest first
+    rung it does pay for as ``search_min_steps`` (1 at least), so the search runs where the default would refuse.
+
     Raises:
-        ValueError: If ``spec`` sets no ``search_budget`` in steps, or ``factor`` is not above 0.
+        ValueError: If ``spec`` sets no ``search_budget`` in steps, ``factor`` is not above 0, or the scaled budget
+            pays for no first rung at all.
     """
     settings = dict(spec.settings)
     budget = settings.get("search_budget")
     if not isinstance(budget, int) or not factor > 0:
         raise ValueError(f"scaled_budget needs a search_budget in steps and a factor > 0, got {budget!r}, {factor!r}")
     settings["search_budget"] = max(1, math.floor(budget * factor))
+    search = SearchSettings(**{k.removeprefix("search_"): v for k, v in settings.items() if k.startswith("search_")})
+    cells = len(search.grid(spec.lr, spec.ratio))
+    first = settings["search_budget"] // plan_cost(halving_rungs(cells, 1, search.halving)) if cells > 1 else 0
+    if cells > 1 and first < search.min_steps:
+        if first < 1:
+            raise ValueError(f"a budget of {settings['search_budget']} steps pays for no rung of {cells} cells")
+        settings["search_min_steps"] = first
     return replace(spec, variant=f"{spec.variant}-budgetx{factor:g}", settings=tuple(settings.items()))
 
 
@@ -90,6 +104,43 @@ def budget_table(base: list[Record], scaled: dict[float, list[Record]], runs: li
     return lines
 
 
+def budget_differences(
+    base: list[Record], scaled: dict[float, list[Record]], runs: list[Record], best_cell: Cell | None
+) -> list[str]:
+    """One task's paired dev-loss differences, per budget: the runs of its choices (where they exist) against the
+    best grid cell's seed runs and against the ``random`` variant's, seed by seed.
+
+    Args:
+        base: The ``auto-lr-rows`` records (their search and their own run).
+        scaled: Per budget factor, the records of :func:`scaled_budget` searches.
+        runs: Every run record of the task, for :func:`outcomes`.
+        best_cell: The best grid cell (η_A, λ) (the report's ``auto_reference``), or None to leave it out.
+    """
+    losses = outcomes(runs)
+    random = {r["spec"]["seed"]: float(r["final"]["loss"]) for r in runs if r["spec"].get("variant") == "random"}
+    baselines = {"random": random}
+    if best_cell is not None:
+        baselines = {"best cell": {k[0]: v for k, v in losses.items() if k[1:] == best_cell}} | baselines
+    columns = {f: records for f, records in ({1.0: base} | scaled).items() if records}
+    lines = []
+    for factor in sorted(columns):
+        chosen = {r["spec"]["seed"]: losses.get((r["spec"]["seed"], *trained_cell(r))) for r in columns[factor]}
+        found = {seed: loss for seed, loss in chosen.items() if loss is not None}
+        share = statistics.fmean(r["search"]["extra_steps"] / r["search"]["total_steps"] for r in columns[factor])
+        parts = [f"{len(found)} of {len(chosen)} choices have a run"]
+        for name, baseline in baselines.items():
+            d = paired_difference(baseline, found)
+            if d["n"] >= 2:
+                parts.append(f"− {name} {format_interval(d, 4)} (n = {d['n']}; lower on {d['below']}, higher on "
+                             f"{d['above']}, signed-rank p {_p(d['signed_rank_p'])})")  # fmt: skip
+        lines.append(f"- budget ×{factor:g} ({share:.1%} extra steps): " + "; ".join(parts))
+    return lines
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
 def _steps(records: list[Record]) -> str:
     """The budget of extra steps the records' searches had (e.g. ``40``), or ``–``."""
     budgets = sorted({r["search"]["budget_steps"] for r in records if r.get("search")})
@@ -102,6 +153,8 @@ def write_budget_report(out: Path, tasks: list[str]) -> Path:
     intro = ("Generated from the records by `python -m benchmarks.evidence --phases budgets`. Each entry: the η_A "
              "the search chose (λ = 4), and the dev loss of a committed run of that cell on that seed.")  # fmt: skip
     lines = ["# lr: auto against the length of its trials", "", intro, ""]
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for task in tasks:
         scaled_records = read_records(out / "budgets" / task)
         if not scaled_records:
@@ -112,7 +165,12 @@ def write_budget_report(out: Path, tasks: list[str]) -> Path:
         for record in scaled_records:
             factor = float(record["spec"]["variant"].rsplit("budgetx", 1)[1])
             scaled.setdefault(factor, []).append(record)
+        key = f"{task}-{scaled_records[0]['spec']['init']}"
+        cell = summary.get(key, {}).get("auto_reference", {}).get("cell")
+        best_cell = (float(cell[0]), float(cell[1])) if cell else None
         lines += [f"## {task}", "", *budget_table(base, scaled, runs), ""]
+        lines += ["Paired dev-loss differences (this budget's choices − each baseline, seed by seed):", ""]
+        lines += [*budget_differences(base, scaled, runs, best_cell), ""]
     path = out / "budgets" / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

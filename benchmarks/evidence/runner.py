@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.evidence.auto import VARIANTS, largest_score_change, search_differences, variant_spec
-from benchmarks.evidence.budgets import scaled_budget
+from benchmarks.evidence.budgets import outcomes, scaled_budget, trained_cell
 from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, search_only, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
@@ -312,6 +312,17 @@ class Runner:
                         print(f"done  budget search {spec.run_id}: chose {chosen}", flush=True)
                     finally:
                         release(path)
+
+    def budget_outcomes(self, task: str) -> None:
+        """Train, as a ``seed`` run (scored on dev, the recipe's full length), each cell a ``budgets`` search chose
+        that no dev-scored run of its seed has trained, so the budget report gives every choice its outcome. A run
+        that chose a cell trains exactly as a run with that cell fixed, so the seed run is the choice's run."""
+        done = outcomes(read_records(self.paths.out / "runs" / task))
+        for record in read_records(self.paths.out / "budgets" / task):
+            spec, cell = record["spec"], trained_cell(record)
+            if spec["init"] in self.inits and (spec["seed"], *cell) not in done:
+                self.run(RunSpec(task, spec["init"], *cell, spec["seed"], "seed"))
+                done[(spec["seed"], *cell)] = math.nan  # claimed or trained: not again for another factor
 
     def _replay(self, spec: RunSpec, rtol: float) -> list[str]:
         """The differences between ``spec``'s record (if it has a search) and its replay; prints the outcome."""
