@@ -621,6 +621,9 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     assert "start seed" in capsys.readouterr().out
     assert main([*argv, "--phases", "outcomes"]) == 0
     assert "start seed" not in capsys.readouterr().out  # every choice has its run now
+    assert main([*argv, "--phases", "report"]) == 0  # the grid's run count leaves that seed run out
+    assert json.loads((out / "summary.json").read_text())["sst2-standard"]["outcome_runs"]["runs"] == 1
+    assert "- 1 more seed runs of cells that only a search of the budgets" in (out / "report.md").read_text()
 
 
 def test_scaled_budget_names_the_factor_and_refuses_a_budget_that_is_not_steps() -> None:

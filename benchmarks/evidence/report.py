@@ -119,8 +119,7 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
     every = [r for r in found if r["spec"]["kind"] != "auto"]
     if not found:
         return None
-    summary: dict[str, Any] = {"recipe": every[0]["recipe"], "runs": len(every),
-                               "cpu_hours": sum(r["timing"]["cpu_s"] for r in every) / 3600}  # fmt: skip
+    summary: dict[str, Any] = {"recipe": found[0]["recipe"]}
     pilot = runner.paths.record(runner.pilot_spec(task, init))
     if pilot.exists():
         record = json.loads(pilot.read_text())
@@ -130,6 +129,13 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
                             "learns": value >= recipe.learn_threshold}  # fmt: skip
     states = {arm: runner.search(task, init, arm) for arm in runner.protocol.arms()}
     summary["arms"] = {arm: arm_summary(state) for arm, state in states.items()}
+    # Seed runs of a cell no arm chose were trained for a budgets search's choice (--phases outcomes), not the grid.
+    choices = {s.choice for s in states.values()}
+    extra = [r for r in every if r["spec"]["kind"] == "seed" and (r["spec"]["lr"], r["spec"]["ratio"]) not in choices]
+    grid = [r for r in every if r not in extra]
+    summary |= {"runs": len(grid), "cpu_hours": sum(r["timing"]["cpu_s"] for r in grid) / 3600}
+    if extra:
+        summary["outcome_runs"] = {"runs": len(extra), "cpu_hours": sum(r["timing"]["cpu_s"] for r in extra) / 3600}
     seeds = {
         arm: [r for r in every if r["spec"]["kind"] == "seed" and (r["spec"]["lr"], r["spec"]["ratio"]) == s.choice]
         for arm, s in states.items()
@@ -209,7 +215,11 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f"- {key}: paired LoRA+ − LoRA {format_interval(diff, 4)} (95 % t-interval, n = {diff['n']}); "
                          f"{_reach(task['steps_to_target'][key])}.")  # fmt: skip
         lines += [_horizon(arm, info["horizon"]) for arm, info in task["arms"].items() if info.get("horizon")]
-        lines += [f"- {task['runs']} runs, {task['cpu_hours']:.2f} CPU hours.", ""]
+        lines.append(f"- {task['runs']} runs, {task['cpu_hours']:.2f} CPU hours.")
+        if extra := task.get("outcome_runs"):
+            lines.append(f"- {extra['runs']} more seed runs of cells that only a search of the budgets phase chose "
+                         f"(budgets/report.md), {extra['cpu_hours']:.2f} CPU hours.")  # fmt: skip
+        lines.append("")
         if "auto" in task:
             lines += markdown_auto(task["auto"], task["auto_reference"], split)
             lines += [f"- {task['auto_runs']['runs']} runs, {task['auto_runs']['cpu_hours']:.2f} CPU hours.", ""]
