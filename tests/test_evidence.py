@@ -581,8 +581,8 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     η_A leaves nothing to halve, so the rungs' lengths are the engine tests' concern), a rerun skips what exists,
     and ``budgets/report.md`` shows per seed each budget's choice with the dev loss of the run that trained that
     cell on that seed (the defaults' run where the choice is the default cell); a seed without an ``auto-lr-rows``
-    record is not searched, and a factor of 0 is refused. ``--phases outcomes`` trains, as a seed run, a choice whose
-    run is gone, to the same dev loss, and only once."""
+    record is not searched, and a factor of 0 is refused. ``--phases outcomes`` trains, as an outcome run, a choice
+    whose run is gone, to the same dev loss, and only once."""
     out = tmp_path / "out"
     argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
             str(glue_dir), "--variants", "auto-lr-rows,default"]  # fmt: skip
@@ -615,15 +615,15 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     gone = json.loads(searched.read_text())
     lr = gone["search"]["chosen"]["lr"]
     searched.unlink()
-    assert main([*argv, "--phases", "outcomes"]) == 0  # trains that cell as a seed run, as the run gone did
-    trained = out / "runs" / "sst2" / "seed" / f"sst2-standard-lr{lr:.3g}-ratio{DEFAULT_RATIO:g}-seed1.json"
+    assert main([*argv, "--phases", "outcomes"]) == 0  # trains that cell as an outcome run, as the run gone did
+    trained = out / "runs" / "sst2" / "outcome" / f"sst2-standard-lr{lr:.3g}-ratio{DEFAULT_RATIO:g}-seed1.json"
     assert json.loads(trained.read_text())["final"]["loss"] == pytest.approx(gone["final"]["loss"], rel=1e-6)
-    assert "start seed" in capsys.readouterr().out
+    assert "start outcome" in capsys.readouterr().out
     assert main([*argv, "--phases", "outcomes"]) == 0
-    assert "start seed" not in capsys.readouterr().out  # every choice has its run now
-    assert main([*argv, "--phases", "report"]) == 0  # the grid's run count leaves that seed run out
+    assert "start outcome" not in capsys.readouterr().out  # every choice has its run now
+    assert main([*argv, "--phases", "report"]) == 0  # the grid's run count leaves that outcome run out
     assert json.loads((out / "summary.json").read_text())["sst2-standard"]["outcome_runs"]["runs"] == 1
-    assert "- 1 more seed runs of cells that only a search of the budgets" in (out / "report.md").read_text()
+    assert "- 1 outcome runs: cells a search of the budgets phase chose" in (out / "report.md").read_text()
 
 
 def test_scaled_budget_names_the_factor_and_refuses_a_budget_that_is_not_steps() -> None:

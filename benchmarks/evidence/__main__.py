@@ -31,8 +31,9 @@ stands in for dev):
     budgets (only when named) each seed's ``auto-lr-rows`` search again, without training, with its budget
             times each ``--budget-factors`` value: do longer trials choose the full run's best η_A?
             (benchmarks.evidence.budgets; ``budgets/report.md``.)
-    outcomes (only when named) train, as seed runs, the cells the budgets searches chose that no run of their
-            seed has trained, so every choice in ``budgets/report.md`` has its dev loss.
+    outcomes (only when named) train, as outcome runs (seed runs kept apart from the grid's), the cells the
+            budgets searches chose that no run of their seed has trained, so every choice in
+            ``budgets/report.md`` has its dev loss.
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
 it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the

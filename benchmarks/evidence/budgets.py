@@ -60,14 +60,14 @@ def trained_cell(record: Record) -> Cell:
 
 
 def outcomes(records: list[Record]) -> dict[tuple[int, float, float], float]:
-    """Final held-out loss per (seed, η_A, λ) of every dev-scored run (``seed`` and ``auto`` kinds) that finished.
+    """Final held-out loss per (seed, η_A, λ) of every dev-scored run (``seed``, ``auto``, ``outcome``) that finished.
 
     Runs that trained the same cell on the same seed train alike (a search restores the state it found), so
     where several records hold one key they agree to rounding; the first in path order is kept.
     """
     found: dict[tuple[int, float, float], float] = {}
     for record in records:
-        if record["spec"]["kind"] in ("seed", "auto") and record.get("final", {}).get("loss") is not None:
+        if record["spec"]["kind"] in ("seed", "auto", "outcome") and record.get("final", {}).get("loss") is not None:
             found.setdefault((record["spec"]["seed"], *trained_cell(record)), float(record["final"]["loss"]))
     return found
 

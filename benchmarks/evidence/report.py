@@ -116,7 +116,7 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
     """The summary of one task and init (None if it has no records yet)."""
     recipe, out = runner.recipes[task], runner.paths.out
     found = [r for r in read_records(out / "runs" / task) if r["spec"]["init"] == init]
-    every = [r for r in found if r["spec"]["kind"] != "auto"]
+    every = [r for r in found if r["spec"]["kind"] not in ("auto", "outcome")]  # the grid's runs
     if not found:
         return None
     summary: dict[str, Any] = {"recipe": found[0]["recipe"]}
@@ -129,12 +129,8 @@ def summarise(runner: Runner, task: str, init: str) -> dict[str, Any] | None:
                             "learns": value >= recipe.learn_threshold}  # fmt: skip
     states = {arm: runner.search(task, init, arm) for arm in runner.protocol.arms()}
     summary["arms"] = {arm: arm_summary(state) for arm, state in states.items()}
-    # Seed runs of a cell no arm chose were trained for a budgets search's choice (--phases outcomes), not the grid.
-    choices = {s.choice for s in states.values()}
-    extra = [r for r in every if r["spec"]["kind"] == "seed" and (r["spec"]["lr"], r["spec"]["ratio"]) not in choices]
-    grid = [r for r in every if r not in extra]
-    summary |= {"runs": len(grid), "cpu_hours": sum(r["timing"]["cpu_s"] for r in grid) / 3600}
-    if extra:
+    summary |= {"runs": len(every), "cpu_hours": sum(r["timing"]["cpu_s"] for r in every) / 3600}
+    if extra := [r for r in found if r["spec"]["kind"] == "outcome"]:  # a budgets search's choices (--phases outcomes)
         summary["outcome_runs"] = {"runs": len(extra), "cpu_hours": sum(r["timing"]["cpu_s"] for r in extra) / 3600}
     seeds = {
         arm: [r for r in every if r["spec"]["kind"] == "seed" and (r["spec"]["lr"], r["spec"]["ratio"]) == s.choice]
@@ -217,8 +213,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += [_horizon(arm, info["horizon"]) for arm, info in task["arms"].items() if info.get("horizon")]
         lines.append(f"- {task['runs']} runs, {task['cpu_hours']:.2f} CPU hours.")
         if extra := task.get("outcome_runs"):
-            lines.append(f"- {extra['runs']} more seed runs of cells that only a search of the budgets phase chose "
-                         f"(budgets/report.md), {extra['cpu_hours']:.2f} CPU hours.")  # fmt: skip
+            lines.append(f"- {extra['runs']} outcome runs: cells a search of the budgets phase chose, trained as "
+                         f"seed runs (budgets/report.md), {extra['cpu_hours']:.2f} CPU hours.")  # fmt: skip
         lines.append("")
         if "auto" in task:
             lines += markdown_auto(task["auto"], task["auto_reference"], split)

@@ -314,14 +314,15 @@ class Runner:
                         release(path)
 
     def budget_outcomes(self, task: str) -> None:
-        """Train, as a ``seed`` run (scored on dev, the recipe's full length), each cell a ``budgets`` search chose
-        that no dev-scored run of its seed has trained, so the budget report gives every choice its outcome. A run
-        that chose a cell trains exactly as a run with that cell fixed, so the seed run is the choice's run."""
+        """Train, as an ``outcome`` run (a seed run kept apart from the grid's: scored on dev, the recipe's full
+        length, under ``runs/<task>/outcome/``), each cell a ``budgets`` search chose that no dev-scored run of its
+        seed has trained, so the budget report gives every choice its outcome. A run that chose a cell trains
+        exactly as a run with that cell fixed, so the outcome run is the choice's run."""
         done = outcomes(read_records(self.paths.out / "runs" / task))
         for record in read_records(self.paths.out / "budgets" / task):
             spec, cell = record["spec"], trained_cell(record)
             if spec["init"] in self.inits and (spec["seed"], *cell) not in done:
-                self.run(RunSpec(task, spec["init"], *cell, spec["seed"], "seed"))
+                self.run(RunSpec(task, spec["init"], *cell, spec["seed"], "outcome"))
                 done[(spec["seed"], *cell)] = math.nan  # claimed or trained: not again for another factor
 
     def _replay(self, spec: RunSpec, rtol: float) -> list[str]:

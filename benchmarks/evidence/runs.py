@@ -30,7 +30,7 @@ from benchmarks.evidence.tasks import Recipe, SelectionGlueDataModule, Selection
 from benchmarks.harness.curves import CurveRecorder
 from lit_loraplus import LoraPlusModule
 
-Kind = Literal["pilot", "rung", "full", "seed", "auto"]
+Kind = Literal["pilot", "rung", "full", "seed", "auto", "outcome"]
 SELECTION_SEED = 0  # every selection run (pilot, rung, full); seed runs use fresh seeds 1, 2, ...
 
 
@@ -70,9 +70,9 @@ class RunSpec:
 
     @property
     def evaluate_on(self) -> Literal["selection", "dev"]:
-        """The split a run is scored on: dev (a causal task: its test file) for seed and auto runs, the selection
-        split for the rest."""
-        return "dev" if self.kind in ("seed", "auto") else "selection"
+        """The split a run is scored on: dev (a causal task: its test file) for seed, auto and outcome runs (a cell
+        a ``budgets`` search chose, trained as a seed run is), the selection split for the rest."""
+        return "dev" if self.kind in ("seed", "auto", "outcome") else "selection"
 
 
 @dataclass(frozen=True)
@@ -212,8 +212,10 @@ def build_run(
 
 
 def eval_every(spec: RunSpec, recipe: Recipe) -> int:
-    """Steps between evaluations: N / curve_points for pilot, seed and auto runs, the rung step for rung/full runs."""
-    return recipe.steps // recipe.curve_points if spec.kind in ("pilot", "seed", "auto") else recipe.rung_step
+    """Steps between evaluations: N / curve_points for pilot, seed, auto and outcome runs, the rung step for rung/full
+    runs."""
+    curve = spec.kind in ("pilot", "seed", "auto", "outcome")
+    return recipe.steps // recipe.curve_points if curve else recipe.rung_step
 
 
 def run_trainer(spec: RunSpec, recipe: Recipe, paths: Paths, callbacks: list[L.Callback]) -> L.Trainer:
