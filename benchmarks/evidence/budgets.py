@@ -24,7 +24,8 @@ from typing import Any
 from benchmarks.evidence.common import Record, format_interval, paired_difference, read_records
 from benchmarks.evidence.runs import RunSpec
 from benchmarks.evidence.search import Cell
-from lit_loraplus.core.search import SearchSettings, halving_rungs, plan_cost
+from lit_loraplus.core.search import halving_rungs, plan_cost
+from lit_loraplus.training.search import search_settings
 
 
 def scaled_budget(spec: RunSpec, factor: float) -> RunSpec:
@@ -43,7 +44,7 @@ def scaled_budget(spec: RunSpec, factor: float) -> RunSpec:
     if not isinstance(budget, int) or not factor > 0:
         raise ValueError(f"scaled_budget needs a search_budget in steps and a factor > 0, got {budget!r}, {factor!r}")
     settings["search_budget"] = max(1, math.floor(budget * factor))
-    search = SearchSettings(**{k.removeprefix("search_"): v for k, v in settings.items() if k.startswith("search_")})
+    search = search_settings(settings)
     cells = len(search.grid(spec.lr, spec.ratio))
     first = settings["search_budget"] // plan_cost(halving_rungs(cells, 1, search.halving)) if cells > 1 else 0
     if cells > 1 and first < search.min_steps:
@@ -107,8 +108,9 @@ def budget_table(base: list[Record], scaled: dict[float, list[Record]], runs: li
 def budget_differences(
     base: list[Record], scaled: dict[float, list[Record]], runs: list[Record], best_cell: Cell | None
 ) -> list[str]:
-    """One task's paired dev-loss differences, per budget: the runs of its choices (where they exist) against the
-    best grid cell's seed runs and against the ``random`` variant's, seed by seed.
+    """One task's paired dev-loss differences, per budget: the runs of its choices (where they exist) against every
+    run of the best grid cell on the same seed (its seed runs, and ``auto`` or ``outcome`` runs that trained it) and
+    against the ``random`` variant's, seed by seed.
 
     Args:
         base: The ``auto-lr-rows`` records (their search and their own run).
