@@ -24,7 +24,7 @@ from benchmarks.evidence.auto import (
     summarise_auto,
     variant_spec,
 )
-from benchmarks.evidence.budgets import budget_differences, outcomes, scaled_budget
+from benchmarks.evidence.budgets import budget_differences, last_rung_moves, outcomes, scaled_budget
 from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
@@ -655,6 +655,24 @@ def test_budget_differences_pair_each_budgets_choices_with_the_best_cell_and_ran
     assert lines[0].startswith("- budget ×1 (10.0% extra steps): 2 of 3 choices have a run; − best cell 0.0850 ± ")
     assert "(n = 2; lower on 0, higher on 2" in lines[0] and "− random -0.3000 ± 0.0000 (n = 2" in lines[0]
     assert lines[1].startswith("- budget ×2 (20.0% extra steps): 3 of 3 choices have a run; − best cell 0.0000")
+
+
+def test_last_rung_moves_count_per_rate_and_budget_how_often_the_held_out_loss_rose() -> None:
+    """Per η_A and budget: of the trials that reached a second rung, on how many the last rung raised the held-out
+    loss, and the median change; a trial cut after its first rung, or one that diverged, is not counted."""
+
+    def searched(*trials: tuple[float, list[float | None]]) -> dict:
+        steps = {1: 2, 2: 4, 3: 8}
+        return {"search": {"trials": [{"lr": lr, "steps": steps[len(sc)], "scores": sc} for lr, sc in trials]}}
+
+    base = [searched((1e-3, [0.7]), (2e-3, [0.6, 0.5]), (4e-3, [0.5, 0.4])),
+            searched((1e-3, [0.7, 0.65]), (2e-3, [0.6]), (4e-3, [0.5, None]))]  # fmt: skip
+    longer = [searched((1e-3, [0.7, 0.6, 0.5]), (2e-3, [0.6, 0.5, 0.45]), (4e-3, [0.5, 0.3, 0.45]))]
+    lines = last_rung_moves(base, {2.0: longer})
+    assert lines[0] == "| η_A | budget ×1 (trials ≤ 4 steps) | budget ×2 (trials ≤ 8 steps) |"
+    assert lines[2] == "| 0.001 | rose on 0 of 1, median -0.050 | rose on 0 of 1, median -0.100 |"
+    assert lines[3] == "| 0.002 | rose on 0 of 1, median -0.100 | rose on 0 of 1, median -0.050 |"
+    assert lines[4] == "| 0.004 | rose on 0 of 1, median -0.100 | rose on 1 of 1, median +0.150 |"
 
 
 def test_a_budget_scaled_below_the_default_plan_gets_shorter_first_rungs() -> None:

@@ -139,6 +139,38 @@ def budget_differences(
     return lines
 
 
+def last_rung_moves(base: list[Record], scaled: dict[float, list[Record]]) -> list[str]:
+    """One task's table of how each η_A's held-out loss moved over the last rung its trials reached, per budget:
+    on how many of the trials that reached a second rung it rose, and the median change. A rate too large for the
+    whole run shows here once the trials are long enough for its loss to turn upward.
+
+    Args:
+        base: The ``auto-lr-rows`` records (their search and their own run).
+        scaled: Per budget factor, the records of :func:`scaled_budget` searches.
+    """
+    columns = {f: records for f, records in ({1.0: base} | scaled).items() if records}
+    moves: dict[float, dict[float, list[float]]] = {}
+    longest = {}
+    for factor, records in columns.items():
+        longest[factor] = max(t["steps"] for r in records for t in r["search"]["trials"])
+        for record in records:
+            for trial in record["search"]["trials"]:
+                scores = trial["scores"]
+                if len(scores) >= 2 and None not in scores[-2:]:
+                    moves.setdefault(float(trial["lr"]), {}).setdefault(factor, []).append(scores[-1] - scores[-2])
+    factors = sorted(columns)
+    lines = ["| η_A | " + " | ".join(f"budget ×{f:g} (trials ≤ {longest[f]} steps)" for f in factors) + " |",
+             "|---|" + "---|" * len(factors)]  # fmt: skip
+    for lr in sorted(moves):
+        cells = []
+        for f in factors:
+            found = moves[lr].get(f, [])
+            rose = sum(d > 0 for d in found)
+            cells.append(f"rose on {rose} of {len(found)}, median {statistics.median(found):+.3f}" if found else "–")
+        lines.append(f"| {lr:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
@@ -173,6 +205,8 @@ def write_budget_report(out: Path, tasks: list[str]) -> Path:
         lines += [f"## {task}", "", *budget_table(base, scaled, runs), ""]
         lines += ["Paired dev-loss differences (this budget's choices − each baseline, seed by seed):", ""]
         lines += [*budget_differences(base, scaled, runs, best_cell), ""]
+        lines += ["Held-out loss over the last rung each trial reached (trials that reached a second rung):", ""]
+        lines += [*last_rung_moves(base, scaled), ""]
     path = out / "budgets" / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
