@@ -26,18 +26,19 @@ from lit_loraplus.data import GlueDataModule, InstructionDataModule, TextClassif
 from lit_loraplus.training import LoraPlusModule
 from lit_loraplus.training.search import rows_seed, search_strategy_problems
 from lit_loraplus.training.search_data import constant_loss
-from lit_loraplus.training.search_report import SEARCH_FILE, describe, prior_warning
+from lit_loraplus.training.search_report import SEARCH_FILE, describe, edge_warning, prior_warning
 
 # --- the plan, the budget and the halving loop (pure) ---------------------------------------------------------------
 
 
 def test_the_default_ladder_is_the_benchmarks_10_to_the_k_thirds_around_the_default_lr() -> None:
-    """lr="auto" tries seven rungs of the 10^(k/3) ladder (three significant digits), a decade either side of the
-    rung nearest the module's default η_A (1e-3); the default λ values are 2^0..2^5."""
-    assert DEFAULT_LR == 1e-3 and lr_ladder() == (1e-4, 2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3, 1e-2)
-    assert lr_ladder(2e-4) == (2.15e-5, 4.64e-5, 1e-4, 2.15e-4, 4.64e-4, 1e-3, 2.15e-3)
+    """lr="auto" tries five rungs of the 10^(k/3) ladder (three significant digits), two either side of the rung
+    nearest the module's default η_A (1e-3): the evidence benchmark's η_A grid; the default λ values are 2^0..2^5."""
+    assert DEFAULT_LR == 1e-3 and lr_ladder() == (2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3)
+    assert lr_ladder(2e-4) == (4.64e-5, 1e-4, 2.15e-4, 4.64e-4, 1e-3)
+    assert lr_ladder(1e-3, 3) == (1e-4, 2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3, 1e-2)
     grid = SearchSettings().grid("auto", "auto")
-    assert len(grid) == 42 and grid[0] == (1e-4, 1.0) and grid[-1] == (1e-2, 32.0)
+    assert len(grid) == 30 and grid[0] == (2.15e-4, 1.0) and grid[-1] == (4.64e-3, 32.0)
     assert SearchSettings(ratios=[8, 2]).grid(3e-4, "auto") == [(3e-4, 2.0), (3e-4, 8.0)]
 
 
@@ -53,22 +54,23 @@ def test_halving_rungs_and_their_cost() -> None:
 
 def test_budget_for_a_300_step_run() -> None:
     """At the default 10 % of a 300-step run (30 steps), λ alone (6 cells: rungs of 2, 4, 8 steps, 26 steps) and
-    η_A alone (7 cells: 30 steps) fit; both together (42 cells) need 330 and are refused before any training,
+    η_A alone (5 cells: 24 steps) fit; both together (30 cells) need 186 and are refused before any training,
     with the numbers and the fixes. An int budget is a number of steps; one cell needs no trials."""
     settings = SearchSettings()
     assert settings.budget_steps(300) == 30 and SearchSettings(budget=45).budget_steps(300) == 45
     ratio_only = settings.plan(6, 300)
     assert [(r.cells, r.steps) for r in ratio_only] == [(6, 2), (3, 4), (2, 8)] and plan_cost(ratio_only) == 26
-    assert plan_cost(settings.plan(7, 300)) == 30
+    lr_only = settings.plan(5, 300)
+    assert [(r.cells, r.steps) for r in lr_only] == [(5, 2), (3, 4), (2, 8)] and plan_cost(lr_only) == 24
     message = (
-        r"`search_budget=0.1` allows 30 extra optimizer steps \(0.1 × the run's 300\), but searching 42 cells "
-        r"\(η_A, λ\) by successive halving needs at least 330: 2 steps for every cell.*"
-        r"`model.search_budget=330` \(steps\) or 1.1 \(a fraction of the run\).*`model.search_lrs`.*fix `model.lr`"
+        r"`search_budget=0.1` allows 30 extra optimizer steps \(0.1 × the run's 300\), but searching 30 cells "
+        r"\(η_A, λ\) by successive halving needs at least 186: 2 steps for every cell.*"
+        r"`model.search_budget=186` \(steps\) or 0.62 \(a fraction of the run\).*`model.search_lrs`.*fix `model.lr`"
     )
     with pytest.raises(ValueError, match=message):
-        settings.plan(42, 300)
-    assert SearchSettings(budget=330).plan(42, 300)[0].steps == 2
-    assert "search_min_steps" not in str(pytest.raises(ValueError, settings.plan, 42, 300).value)  # 30 < 1 × 165
+        settings.plan(30, 300)
+    assert SearchSettings(budget=186).plan(30, 300)[0].steps == 2
+    assert "search_min_steps" not in str(pytest.raises(ValueError, settings.plan, 30, 300).value)  # 30 < 1 × 93
     assert settings.plan(1, 10) == []
     with pytest.raises(ValueError, match=r"Invalid search settings: `budget=0` must be .* `halving=1` must be"):
         SearchSettings(budget=0, halving=1)
@@ -113,6 +115,56 @@ def test_a_fallback_names_the_cell_it_passed_over_only_when_there_is_one(best_lr
         assert "its best cell (η_A=0.00215, λ=4, held-out loss 0.6900)" in chose
         assert "nearest the defaults (η_A=0.001, λ=4) instead of the best cell (η_A=0.00215, λ=4)" in warning
         assert "`search_fallback: false`" in warning
+
+
+def _outcome(requested: dict, cells: list[tuple[float, float]], best: tuple[float, float], **kw) -> SearchOutcome:
+    """A finished search over ``cells`` (8-step trials) whose best cell is ``best``."""
+    trials = [Trial(lr, ratio, 8, [0.5 if (lr, ratio) == best else 0.6]) for lr, ratio in cells]
+    winner = next(t for t in trials if (t.lr, t.ratio) == best)
+    return SearchOutcome(requested, *best, winner, trials, [Rung(len(cells), 8)], 64, 640, 1.0, "validation rows", 4,
+                         **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "requested, best, at_edge",
+    [
+        ({"lr": "auto", "ratio": 4.0}, (4.64e-3, 4.0), {"lr": "largest"}),
+        ({"lr": "auto", "ratio": 4.0}, (2.15e-4, 4.0), {"lr": "smallest"}),
+        ({"lr": "auto", "ratio": 4.0}, (1e-3, 4.0), {}),
+        ({"lr": 1e-3, "ratio": "auto"}, (1e-3, 32.0), {"ratio": "largest"}),
+        ({"lr": 1e-3, "ratio": "auto"}, (1e-3, 1.0), {}),  # λ = 1 is plain LoRA: nothing below it to search
+        ({"lr": "auto", "ratio": "auto"}, (4.64e-3, 32.0), {"lr": "largest", "ratio": "largest"}),
+    ],
+    ids=["lr-largest", "lr-smallest", "lr-inside", "ratio-largest", "ratio-one", "both"],
+)
+def test_a_choice_at_an_end_of_the_searched_values_is_recorded_and_warned(requested, best, at_edge) -> None:
+    """A best cell at an end of a searched setting's values is recorded (``at_edge``) and warned: at the largest,
+    with the next value below to compare and the longest trial's steps (short trials favour larger values); at the
+    smallest, with the setting to widen. Values inside, λ = 1, and settings that were not searched say nothing."""
+    lrs = [2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3] if requested["lr"] == "auto" else [requested["lr"]]
+    ratios = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0] if requested["ratio"] == "auto" else [requested["ratio"]]
+    outcome = _outcome(requested, [(a, b) for a in lrs for b in ratios], best)
+    assert outcome.at_edge == at_edge and outcome.to_dict()["at_edge"] == at_edge
+    warning = edge_warning(outcome)
+    assert (warning is None) is (not at_edge)
+    if at_edge.get("lr") == "largest":
+        assert "η_A=0.00464 is the largest of the 5 values it searched (0.000215 to 0.00464)" in warning
+        assert "the trials (8 steps at most)" in warning and "compare a run at η_A=0.00215" in warning
+    if at_edge.get("ratio") == "largest":
+        assert "λ=32 is the largest of the 6 values it searched (1 to 32)" in warning
+        assert "compare a run at λ=16" in warning and "`model.search_ratios`" in warning
+    if at_edge.get("lr") == "smallest":
+        assert "η_A=0.000215 is the smallest of the 5 values" in warning and "`model.search_lrs`" in warning
+
+
+def test_no_end_is_reported_for_two_values_or_a_fallback() -> None:
+    """Of two searched values every choice is an end, so none is reported; a search that fell back trains with the
+    defaults' cell, not the trials' choice, so its end is not the search's either."""
+    two = _outcome({"lr": "auto", "ratio": 4.0}, [(1e-3, 4.0), (2.15e-3, 4.0)], (2.15e-3, 4.0))
+    assert two.at_edge == {} and edge_warning(two) is None
+    cells = [(lr, 4.0) for lr in (4.64e-4, 1e-3, 2.15e-3)]
+    fell = _outcome({"lr": "auto", "ratio": 4.0}, cells, (2.15e-3, 4.0), constant_score=0.4, fell_back=True)
+    assert fell.at_edge == {} and edge_warning(fell) is None
 
 
 def test_keep_best_breaks_ties_by_order_and_drops_diverged_cells() -> None:
@@ -356,10 +408,10 @@ def test_one_cell_is_chosen_without_trials(tmp_path, tiny_bert_dir, glue_dir, ca
 
 
 def test_too_small_a_budget_is_refused_before_any_step(tmp_path, tiny_bert_dir, glue_dir) -> None:
-    """lr and ratio both "auto" (42 cells) in a 300-step run at the default 10 %: a ValueError with what the
+    """lr and ratio both "auto" (30 cells) in a 300-step run at the default 10 %: a ValueError with what the
     search needs, raised before any batch is trained."""
     steps = Steps()
-    with pytest.raises(ValueError, match=r"`search_budget=0.1` allows 30 .* needs at least 330"):
+    with pytest.raises(ValueError, match=r"`search_budget=0.1` allows 30 .* needs at least 186"):
         fit(
             bert(tiny_bert_dir, lr="auto", ratio="auto"),
             glue(tiny_bert_dir, glue_dir),
@@ -576,6 +628,26 @@ def test_a_search_that_learned_only_the_prior_says_so_and_trains_with_the_defaul
         assert "search_fallback" not in said[0] and "`search_budget`" in said[0]
     elif warned:
         assert f"choice of `lr` (η_A={chosen[0]:g}, λ=4) is close to a guess" in said[0]
+
+
+def test_a_run_whose_search_chose_the_largest_rate_warns_once_and_records_it(tmp_path, tiny_bert_dir) -> None:
+    """On words the model learns in a few steps, the largest of three η_A values (5e-2) wins its short trials,
+    beating the constant prediction: the run trains with it, records ``at_edge`` and warns once, naming the next
+    value below (1e-2) to compare with."""
+    folder = _reviews(tmp_path)
+    data = TextClassificationDataModule(
+        str(folder / "train.csv"), str(tiny_bert_dir), val_file=str(folder / "val.csv"), batch_size=4
+    )
+    module = bert(tiny_bert_dir, lr="auto", search_lrs=[1e-3, 1e-2, 5e-2], search_budget=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(module, data, tmp_path, 4)
+    record = module.search_record
+    assert record["chosen"]["lr"] == max(t["lr"] for t in record["trials"]) == 5e-2 and not record["fell_back"]
+    assert record["at_edge"] == {"lr": "largest"}
+    said = [str(w.message) for w in caught if "at the edge of its search" in str(w.message)]
+    assert len(said) == 1 and "η_A=0.05 is the largest of the 3 values" in said[0]
+    assert "compare a run at η_A=0.01" in said[0] and module.hparams.lr == 5e-2
 
 
 # --- DDP ------------------------------------------------------------------------------------------------------------

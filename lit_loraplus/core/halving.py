@@ -132,6 +132,29 @@ class SearchOutcome:
         return self.constant_score is not None and not self.best.score < self.constant_score
 
     @property
+    def at_edge(self) -> dict[str, str]:
+        """The searched settings whose choice is an end of the values searched: ``{"lr": "largest"}``, ...
+
+        Such a choice has no searched value beyond it to lose against, so the best may lie outside the range,
+        and a largest η_A or λ is also what trials shorter than the run tend to favour. Only settings searched
+        over 3 values or more count (of 2, every choice is an end), λ = 1 or below is no end (smaller is not
+        LoRA+), and a search that fell back has no end (its choice is the defaults' cell, not the trials').
+        """
+        if self.fell_back:
+            return {}
+        ends = {}
+        for key in ("lr", "ratio"):
+            values = sorted({getattr(t, key) for t in self.trials})
+            if self.requested.get(key) != "auto" or len(values) < 3:
+                continue
+            chosen = getattr(self.best, key)
+            if chosen == values[-1]:
+                ends[key] = "largest"
+            elif chosen == values[0] and not (key == "ratio" and chosen <= 1):
+                ends[key] = "smallest"
+        return ends
+
+    @property
     def extra_steps(self) -> int:
         """Optimizer steps every trial took together."""
         return sum(t.steps for t in self.trials)
@@ -152,6 +175,7 @@ class SearchOutcome:
             "score": "mean held-out loss (eval mode) after each rung",
             "constant_score": _number(self.constant_score) if self.constant_score is not None else None,
             "fell_back": self.fell_back,
+            "at_edge": self.at_edge,
             "search_seed": self.seed,
             "trials": [
                 {"lr": t.lr, "ratio": t.ratio, "steps": t.steps, "scores": [_number(s) for s in t.scores]}

@@ -34,7 +34,7 @@ AUTO = "auto"
 Auto = Literal["auto"]
 ScoreOn = Literal["auto", "validation", "train"]
 SEARCH_RATIOS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # 2^0..2^5: plain LoRA to twice the paper's 2^4
-LADDER_HALF_WIDTH = 3  # ladder rungs either side of the centre: one decade each way
+LADDER_HALF_WIDTH = 2  # ladder rungs either side of the centre: 2.15e-4 to 4.64e-3 around 1e-3, the evidence grid's
 
 
 def ladder_lr(k: int) -> float:
@@ -88,7 +88,8 @@ class SearchSettings:
     Attributes:
         budget: Extra optimizer steps the search may take: a float is a fraction of the run's steps
             (0.1 = 10 %), an int a number of steps.
-        lrs: η_A values tried when ``lr="auto"`` (None: :func:`lr_ladder` around the default η_A, 1e-4 to 1e-2).
+        lrs: η_A values tried when ``lr="auto"`` (None: :func:`lr_ladder` around the default η_A, 2.15e-4 to
+            4.64e-3).
         ratios: λ values tried when ``ratio="auto"`` (None: 1, 2, 4, 8, 16, 32).
         lr_factor: The short-horizon correction: the chosen η_A is multiplied by it. Short trials favour
             larger learning rates than the best for a full run; 1.0 (the default) corrects nothing until

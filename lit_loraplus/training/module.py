@@ -107,7 +107,7 @@ class LoraPlusModule(L.LightningModule):
         search_budget: With ``lr`` or ``ratio`` ``"auto"``: the extra optimizer steps the search may
             take, a fraction of the run's (float, 0.1 = 10 %) or a number of steps (int). Too small
             a budget for the cells is refused before any step, saying what the search needs.
-        search_lrs: The η_A values ``lr="auto"`` tries (default: the 10^(k/3) ladder 1e-4 to 1e-2).
+        search_lrs: The η_A values ``lr="auto"`` tries (default: the 10^(k/3) ladder 2.15e-4 to 4.64e-3).
         search_ratios: The λ values ``ratio="auto"`` tries (default: 1, 2, 4, 8, 16, 32).
         search_lr_factor: Multiplies the η_A the search picks, to correct the short-horizon bias
             (short trials favour larger rates than a full run's best). 1.0 corrects nothing.

@@ -91,6 +91,32 @@ def prior_warning(outcome: SearchOutcome) -> str | None:
     )
 
 
+def edge_warning(outcome: SearchOutcome) -> str | None:
+    """The warning for a choice at an end of the values searched (:attr:`SearchOutcome.at_edge`; None otherwise)."""
+    if not outcome.at_edge:
+        return None
+    longest = max(t.steps for t in outcome.trials)
+    parts = []
+    for key, end in outcome.at_edge.items():
+        name, setting = ("η_A", "search_lrs") if key == "lr" else ("λ", "search_ratios")
+        values = sorted({getattr(t, key) for t in outcome.trials})
+        chosen = getattr(outcome.best, key)
+        searched = f"the {end} of the {len(values)} values it searched ({values[0]:g} to {values[-1]:g})"
+        if end == "largest":
+            parts.append(
+                f"{name}={chosen:g} is {searched}: a larger value may be better still, or the trials ({longest} steps "
+                f"at most) favour a larger value than the whole run would, as short trials tend to. Before relying "
+                f"on it, compare a run at {name}={values[-2]:g}, give the search longer trials (a larger "
+                f"`search_budget`), or search larger values (`model.{setting}`)"
+            )
+        else:
+            parts.append(
+                f"{name}={chosen:g} is {searched}: a smaller value may be better. Search smaller values "
+                f"(`model.{setting}`)"
+            )
+    return "lit-loraplus: auto's choice is at the edge of its search. " + "; ".join(parts) + "."
+
+
 def _folders(trainer: L.Trainer) -> list[Path]:
     """Where each logger keeps its files (W&B: the run's ``files`` folder, which it uploads)."""
     folders = []
@@ -114,8 +140,9 @@ def report_search(trainer: L.Trainer, outcome: SearchOutcome) -> list[Path]:
     """
     for line in describe(outcome):
         rank_zero_info(line)
-    if warning := prior_warning(outcome):
-        rank_zero_warn(warning)
+    for warning in (prior_warning(outcome), edge_warning(outcome)):
+        if warning:
+            rank_zero_warn(warning)
     if not trainer.is_global_zero:
         return []
     record: dict[str, Any] = outcome.to_dict()
