@@ -20,7 +20,16 @@ from lit_loraplus.callbacks import AdapterCheckpoint, AdapterExport
 from lit_loraplus.cli import LoraPlusCLI
 from lit_loraplus.core.halving import SearchOutcome, Trial, successive_halving
 from lit_loraplus.core.rng import rng_state
-from lit_loraplus.core.search import Rung, SearchSettings, default_cell, halving_rungs, keep_best, lr_ladder, plan_cost
+from lit_loraplus.core.search import (
+    Rung,
+    SearchSettings,
+    default_cell,
+    halving_rungs,
+    keep_best,
+    lr_ladder,
+    plan_cost,
+    search_ends,
+)
 from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO
 from lit_loraplus.data import GlueDataModule, InstructionDataModule, TextClassificationDataModule
 from lit_loraplus.training import LoraPlusModule
@@ -160,6 +169,9 @@ def test_a_choice_at_an_end_of_the_searched_values_is_recorded_and_warned(reques
 def test_no_end_is_reported_for_two_values_or_a_fallback() -> None:
     """Of two searched values every choice is an end, so none is reported; a search that fell back trains with the
     defaults' cell, not the trials' choice, so its end is not the search's either."""
+    assert search_ends([(1e-4, 4.0), (1e-3, 4.0), (1e-2, 4.0)], (1e-2, 4.0)) == {"lr": "largest"}
+    assert search_ends([(1e-3, r) for r in (0.5, 1.0, 2.0)], (1e-3, 0.5)) == {}  # λ below 1 is no end either
+    assert search_ends([(1e-3, r) for r in (2.0, 4.0, 8.0)], (1e-3, 2.0)) == {"ratio": "smallest"}
     two = _outcome({"lr": "auto", "ratio": 4.0}, [(1e-3, 4.0), (2.15e-3, 4.0)], (2.15e-3, 4.0))
     assert two.at_edge == {} and edge_warning(two) is None
     cells = [(lr, 4.0) for lr in (4.64e-4, 1e-3, 2.15e-3)]

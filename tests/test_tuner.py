@@ -211,10 +211,16 @@ def test_result_picks_table_saves_and_plots(tmp_path) -> None:
 
 
 def test_a_suggestion_on_the_grid_edge_is_flagged() -> None:
-    """The largest λ winning means the grid may stop too early: the table says so."""
-    result = RatioFinderResult([_trial(1, 0.7), _trial(4, 0.5)], steps=8, smoothing=0.9)
+    """The largest λ of three winning means the grid may stop too early, or the short trials favour it: the table
+    says so. Of two values every suggestion is an edge, and λ = 1 is no edge (below it is not LoRA+): no note."""
+    result = RatioFinderResult([_trial(1, 0.7), _trial(4, 0.6), _trial(16, 0.5)], steps=8, smoothing=0.9)
     assert result.edges() == ["largest λ"]
-    assert result.table().splitlines()[-1].startswith("note: the suggestion is on the grid's edge (largest λ)")
+    note = result.table().splitlines()[-1]
+    assert note.startswith("note: the suggestion is on the grid's edge (largest λ): extend the grid there")
+    assert "compare a largest value with the one below it in full runs" in note
+    assert RatioFinderResult([_trial(1, 0.7), _trial(4, 0.5)], steps=8, smoothing=0.9).edges() == []
+    plain = RatioFinderResult([_trial(1, 0.5), _trial(4, 0.6), _trial(16, 0.7)], steps=8, smoothing=0.9)
+    assert plain.edges() == [] and not plain.table().splitlines()[-1].startswith("note")
 
 
 def test_the_finder_runs_on_the_auto_searchs_halving_loop_and_survives_all_diverging(

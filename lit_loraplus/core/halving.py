@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lit_loraplus.core.search import Rung, keep_best
+from lit_loraplus.core.search import Rung, keep_best, search_ends
 
 
 class AllDiverged(RuntimeError):
@@ -133,26 +133,11 @@ class SearchOutcome:
 
     @property
     def at_edge(self) -> dict[str, str]:
-        """The searched settings whose choice is an end of the values searched: ``{"lr": "largest"}``, ...
-
-        Such a choice has no searched value beyond it to lose against, so the best may lie outside the range,
-        and a largest η_A or λ is also what trials shorter than the run tend to favour. Only settings searched
-        over 3 values or more count (of 2, every choice is an end), λ = 1 or below is no end (smaller is not
-        LoRA+), and a search that fell back has no end (its choice is the defaults' cell, not the trials').
-        """
+        """The searched settings whose choice is an end of the values searched (:func:`search_ends`), e.g.
+        ``{"lr": "largest"}``; none for a search that fell back (its choice is the defaults' cell, not the trials')."""
         if self.fell_back:
             return {}
-        ends = {}
-        for key in ("lr", "ratio"):
-            values = sorted({getattr(t, key) for t in self.trials})
-            if self.requested.get(key) != "auto" or len(values) < 3:
-                continue
-            chosen = getattr(self.best, key)
-            if chosen == values[-1]:
-                ends[key] = "largest"
-            elif chosen == values[0] and not (key == "ratio" and chosen <= 1):
-                ends[key] = "smallest"
-        return ends
+        return search_ends([(t.lr, t.ratio) for t in self.trials], (self.best.lr, self.best.ratio))
 
     @property
     def extra_steps(self) -> int:

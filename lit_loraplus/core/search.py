@@ -218,6 +218,29 @@ def default_cell(cells: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return nearest({c[0] for c in cells}, DEFAULT_LR), nearest({c[1] for c in cells}, DEFAULT_RATIO)
 
 
+def search_ends(cells: Sequence[tuple[float, float]], best: tuple[float, float]) -> dict[str, str]:
+    """The settings whose best value is an end of the values the cells (η_A, λ) tried: ``{"lr": "largest"}``, ...
+
+    A value at an end beat nothing beyond it, so the best may lie outside the values tried, and a largest η_A or λ
+    is also what trials shorter than the run tend to favour. A setting counts only where it took 3 values or more
+    (of 2, every value is an end; a fixed setting has 1), and λ = 1 or below is no end (below it is not LoRA+).
+
+    Example:
+        >>> search_ends([(1e-4, 4.0), (1e-3, 4.0), (1e-2, 4.0)], (1e-2, 4.0))
+        {'lr': 'largest'}
+    """
+    ends = {}
+    for i, key in enumerate(("lr", "ratio")):
+        values = sorted({cell[i] for cell in cells})
+        if len(values) < 3:
+            continue
+        if best[i] == values[-1]:
+            ends[key] = "largest"
+        elif best[i] == values[0] and not (key == "ratio" and best[i] <= 1):
+            ends[key] = "smallest"
+    return ends
+
+
 def keep_best(scores: Sequence[float], keep: int) -> list[int]:
     """Indices of the ``keep`` lowest finite scores, in index order (ties go to the lower index).
 

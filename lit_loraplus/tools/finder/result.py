@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lit_loraplus.core.search import search_ends
 from lit_loraplus.tools.plots import finish_figure, new_figure
 
 if TYPE_CHECKING:
@@ -103,27 +104,30 @@ class RatioFinderResult:
             status = "diverged" if t.diverged else "<- suggested" if t is best else ""
             lines.append(f"{t.ratio:>8g} {t.lr:>10.3g} {t.score:>10.4f} {last:>10.4f} {balance:>8}  {status}")
         if edges := self.edges():
-            lines.append(f"note: the suggestion is on the grid's edge ({', '.join(edges)}): extend the grid there.")
+            caution = (
+                "; short trials favour larger values than a whole run does, so compare a largest value with the one "
+                "below it in full runs"
+                if any(e.startswith("largest") for e in edges)
+                else ""
+            )
+            where = ", ".join(edges)
+            lines.append(f"note: the suggestion is on the grid's edge ({where}): extend the grid there{caution}.")
         return "\n".join(lines)
 
     def edges(self) -> list[str]:
         """Where the suggestion lies on the border of the grid: ``"largest λ"``, ``"smallest η_A"``, ...
 
-        A best value on the border may only be the best of those tried: extend the grid past it.
+        A best value on the border may only be the best of those tried: extend the grid past it. The border is
+        :func:`~lit_loraplus.core.search.search_ends`'s, as for ``lr="auto"`` / ``ratio="auto"``.
 
         Returns:
-            One entry per axis with more than one value whose extreme the suggestion takes; empty otherwise.
+            One entry per axis with 3 values or more whose extreme the suggestion takes (λ = 1 is no border);
+            empty otherwise.
         """
         if (best := self.best) is None:
             return []
-        found = []
-        for name, value, values in (
-            ("λ", best.ratio, {t.ratio for t in self.trials}),
-            ("η_A", best.lr, {t.lr for t in self.trials}),
-        ):
-            if len(values) > 1 and value in (min(values), max(values)):
-                found.append(f"{'largest' if value == max(values) else 'smallest'} {name}")
-        return found
+        ends = search_ends([(t.lr, t.ratio) for t in self.trials], (best.lr, best.ratio))
+        return [f"{end} {'η_A' if key == 'lr' else 'λ'}" for key, end in ends.items()]
 
     def save(self, directory: str | Path) -> dict[str, Path]:
         """Write ``ratio_finder.json`` and, when there is a suggestion, ``ratio_finder.yaml``.
