@@ -582,13 +582,12 @@ def test_the_constant_baseline_is_the_label_balance_entropy_or_the_target_varian
 
 
 def _reviews(tmp_path: Path) -> Path:
-    """Train and validation files whose labels are 3:1 in every batch of 4 rows."""
-    rows = [("text", "label")] + [
-        (f"{w} film number {i}", w) for i in range(8) for w in ("good", "good", "good", "bad")
-    ]
-    for name in ("train.csv", "val.csv"):
+    """Train (32 rows) and validation files (16, as many as the search scores on: 4 batches of 4) whose labels are
+    3:1 in every batch of 4 rows."""
+    rows = [(f"{w} film number {i}", w) for i in range(8) for w in ("good", "good", "good", "bad")]
+    for name, kept in (("train.csv", rows), ("val.csv", rows[:16])):
         with open(tmp_path / name, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
+            csv.writer(f).writerows([("text", "label"), *kept])
     return tmp_path
 
 
@@ -640,6 +639,24 @@ def test_a_search_that_learned_only_the_prior_says_so_and_trains_with_the_defaul
         assert "search_fallback" not in said[0] and "`search_budget`" in said[0]
     elif warned:
         assert f"choice of `lr` (η_A={chosen[0]:g}, λ=4) is close to a guess" in said[0]
+
+
+def test_validation_rows_sorted_by_label_still_score_every_class(tmp_path, tiny_bert_dir) -> None:
+    """A validation file sorted by label (24 "good", then 8 "bad"; many corpora come so): the search scores on rows
+    drawn from all of it, so its constant-prediction bar is the entropy of a mixed balance, not the 0 of one class
+    (which no cell can beat, so every search would fall back), and the trials learn past it."""
+    folder = _reviews(tmp_path)
+    rows = [(f"{w} film number {i}", w) for w in ("good", "bad") for i in range(24 if w == "good" else 8)]
+    with open(folder / "val.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    data = TextClassificationDataModule(
+        str(folder / "train.csv"), str(tiny_bert_dir), val_file=str(folder / "val.csv"), batch_size=4
+    )
+    module = bert(tiny_bert_dir, lr="auto", search_lrs=[2e-2, 5e-2], search_budget=16)
+    fit(module, data, tmp_path, 4)
+    record = module.search_record
+    assert record["scored_on"] == "validation rows" and record["constant_score"] > 0.2
+    assert record["best_cell"]["score"] < record["constant_score"] and not record["fell_back"]
 
 
 def test_a_run_whose_search_chose_the_largest_rate_warns_once_and_records_it(tmp_path, tiny_bert_dir) -> None:

@@ -98,9 +98,9 @@ class SearchSettings:
         min_steps: The shortest first rung the search accepts: below it, cells are compared after too few
             steps to tell them apart, and the budget is refused.
         score_batches: Held-out batches (forward passes only) that score every cell at the end of a rung.
-        score_on: Where the scoring batches come from: ``"validation"`` (the first rows of the validation
-            data, which must carry labels), ``"train"`` (training rows held out from every trial; keeps the
-            validation data unseen by the choice, e.g. when it is the split you report) or ``"auto"``
+        score_on: Where the scoring batches come from: ``"validation"`` (validation rows drawn with ``seed``,
+            whatever their order; they must carry labels), ``"train"`` (training rows held out from every trial;
+            keeps the validation data unseen by the choice, e.g. when it is the split you report) or ``"auto"``
             (validation rows where the validation batches carry labels, else held-out training rows).
         fallback: When the best cell scores no better than the best constant prediction on the scoring rows
             (their label balance or mean: the trials ended before the model learned anything beyond the prior),

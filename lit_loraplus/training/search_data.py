@@ -8,8 +8,9 @@ were. Under DDP each rank takes every ``world_size``-th index: its own shard, as
 
 - **Trial batches**: a permutation of the training rows seeded with ``search_seed`` (by default the run's
   seed: :func:`~lit_loraplus.training.search.rows_seed`).
-- **Scoring batches**: the first rows of the validation set; without one (or when its batches carry
-  no ``labels``, e.g. MMLU questions), or with ``score_on="train"``, rows held out from the front of
+- **Scoring batches**: rows of the validation set in a permutation seeded alike (never its first rows: a
+  validation file sorted by label would score every cell on one class); without one (or when its batches
+  carry no ``labels``, e.g. MMLU questions), or with ``score_on="train"``, rows held out from the front of
   the trial permutation, which no trial trains on.
 """
 
@@ -103,7 +104,7 @@ class SearchData:
         size = _batch_size(train)
         order = torch.randperm(len(train.dataset), generator=torch.Generator().manual_seed(seed)).tolist()
         shard = order[rank::world]
-        validation = [] if score_on == "train" else self._validation(trainer, score_batches, world, rank)
+        validation = [] if score_on == "train" else self._validation(trainer, score_batches, world, rank, seed)
         if score_on == "validation" and not validation:
             raise ValueError(
                 "`search_score_on='validation'` scores the search on validation batches, but `fit` has no validation "
@@ -119,13 +120,15 @@ class SearchData:
         self.trial = _collate(train, rows, size)
 
     @staticmethod
-    def _validation(trainer: L.Trainer, batches: int, world: int, rank: int) -> list[Any]:
-        """The first ``batches`` validation batches of this rank's shard, or [] without labelled validation data."""
+    def _validation(trainer: L.Trainer, batches: int, world: int, rank: int, seed: int) -> list[Any]:
+        """``batches`` batches of validation rows, drawn by a permutation seeded with ``seed`` from this rank's shard
+        of it (whatever the rows' order in their file), or [] without labelled validation data."""
         loader = _source_loader(trainer.fit_loop.epoch_loop.val_loop._data_source, "validation")
         if loader is None:
             return []
         size = _batch_size(loader)
-        rows = list(range(len(loader.dataset)))[rank::world][: batches * size]
+        order = torch.randperm(len(loader.dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+        rows = order[rank::world][: batches * size]
         score = _collate(loader, rows, size)
         return score if score and all(_has_labels(b) for b in score) else []
 
