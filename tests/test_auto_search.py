@@ -29,6 +29,7 @@ from lit_loraplus.core.search import (
     lr_ladder,
     plan_cost,
     search_ends,
+    step_down,
 )
 from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO
 from lit_loraplus.data import GlueDataModule, InstructionDataModule, TextClassificationDataModule
@@ -166,6 +167,41 @@ def test_a_choice_at_an_end_of_the_searched_values_is_recorded_and_warned(reques
         assert "η_A=0.000215 is the smallest of the 5 values" in warning and "`model.search_lrs`" in warning
 
 
+@pytest.mark.parametrize(
+    "cells, best, below",
+    [
+        ([(lr, 4.0) for lr in (2.15e-4, 1e-3, 4.64e-3)], (4.64e-3, 4.0), (1e-3, 4.0)),
+        ([(lr, 4.0) for lr in (2.15e-4, 1e-3, 4.64e-3)], (2.15e-4, 4.0), (2.15e-4, 4.0)),
+        ([(lr, 4.0) for lr in (2.15e-4, 1e-3, 4.64e-3)], (1e-3, 4.0), (1e-3, 4.0)),
+        ([(1e-3, r) for r in (1.0, 4.0, 16.0, 32.0)], (1e-3, 32.0), (1e-3, 16.0)),
+        ([(a, b) for a in (1e-4, 1e-3, 1e-2) for b in (2.0, 8.0, 32.0)], (1e-2, 32.0), (1e-3, 8.0)),
+        ([(1e-3, 4.0), (2.15e-3, 4.0)], (2.15e-3, 4.0), (2.15e-3, 4.0)),
+    ],
+    ids=["lr-largest", "lr-smallest", "inside", "ratio-largest", "both-largest", "two-values"],
+)
+def test_step_down_moves_only_a_largest_value_one_value_below(cells, best, below) -> None:
+    """``search_edge: step_down`` moves each setting at the largest of 3 or more searched values to the next value
+    below; a smallest value, a value inside, and a setting of two values (no end) keep theirs."""
+    assert step_down(cells, best) == below
+
+
+def test_a_stepped_down_choice_says_so_on_the_console_and_in_its_record() -> None:
+    """The console names the choice, the best cell and why it was passed over; the warning names the value trained
+    with and ``search_edge=keep``; the record holds ``stepped_down`` beside ``at_edge``."""
+    cells = [(lr, 4.0) for lr in (2.15e-4, 4.64e-4, 1e-3, 2.15e-3, 4.64e-3)]
+    outcome = _outcome({"lr": "auto", "ratio": 4.0}, cells, (4.64e-3, 4.0), stepped_down=True)
+    outcome.lr = 2.15e-3
+    chose = describe(outcome)[1]
+    assert (
+        "auto chose η_A=0.00215, λ=4, one value below its best cell (η_A=0.00464, λ=4, held-out loss 0.5000)" in chose
+    )
+    warning = edge_warning(outcome)
+    assert "η_A=0.00464, its best cell's, is the largest of the 5 values" in warning
+    assert "The run trains with the next value below, η_A=0.00215" in warning and "search_edge=keep" in warning
+    record = outcome.to_dict()
+    assert record["stepped_down"] is True and record["chosen"]["lr"] == 2.15e-3 and record["at_edge"]["lr"] == "largest"
+
+
 def test_no_end_is_reported_for_two_values_or_a_fallback() -> None:
     """Of two searched values every choice is an end, so none is reported; a search that fell back trains with the
     defaults' cell, not the trials' choice, so its end is not the search's either."""
@@ -219,6 +255,7 @@ def test_successive_halving_on_a_known_score() -> None:
         ({"lr": "fast"}, r"`lr='fast'` must be a positive finite number"),
         ({"ratio": "auto", "search_score_on": "dev"}, r"`search_score_on='dev'` must be one of \['auto', 'valid"),
         ({"ratio": "auto", "search_fallback": "yes"}, r"`search_fallback='yes'` must be true or false"),
+        ({"lr": "auto", "search_edge": "down"}, r"`search_edge='down'` must be one of \['step_down', 'keep'\]"),
         ({"ratio": "auto", "search_seed": -1}, r"`search_seed=-1` must be an integer >= 0"),
         ({"lr": "auto", "search_score_batches": 0}, r"`search_score_batches=0` must be an integer >= 1"),
         ({"lr": "auto", "search_min_steps": 0}, r"`search_min_steps=0` must be an integer >= 1"),
@@ -659,24 +696,35 @@ def test_validation_rows_sorted_by_label_still_score_every_class(tmp_path, tiny_
     assert record["best_cell"]["score"] < record["constant_score"] and not record["fell_back"]
 
 
-def test_a_run_whose_search_chose_the_largest_rate_warns_once_and_records_it(tmp_path, tiny_bert_dir) -> None:
+@pytest.mark.parametrize("edge, trained", [("step_down", 1e-2), ("keep", 5e-2)])
+def test_a_run_whose_search_chose_the_largest_rate_warns_once_and_records_it(
+    tmp_path, tiny_bert_dir, edge: str, trained: float
+) -> None:
     """On words the model learns in a few steps, the largest of three η_A values (5e-2) wins its short trials,
-    beating the constant prediction: the run trains with it, records ``at_edge`` and warns once, naming the next
-    value below (1e-2) to compare with."""
+    beating the constant prediction. By default (``search_edge: step_down``) the run trains with the next value
+    below (1e-2): its hyperparameters and optimizer groups hold it. With ``keep`` it trains with 5e-2. Either way
+    it records ``at_edge`` and warns once, naming the other value."""
     folder = _reviews(tmp_path)
     data = TextClassificationDataModule(
         str(folder / "train.csv"), str(tiny_bert_dir), val_file=str(folder / "val.csv"), batch_size=4
     )
-    module = bert(tiny_bert_dir, lr="auto", search_lrs=[1e-3, 1e-2, 5e-2], search_budget=16)
+    module = bert(tiny_bert_dir, lr="auto", search_lrs=[1e-3, 1e-2, 5e-2], search_budget=16, search_edge=edge)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit(module, data, tmp_path, 4)
+        trainer = fit(module, data, tmp_path, 4)
     record = module.search_record
-    assert record["chosen"]["lr"] == max(t["lr"] for t in record["trials"]) == 5e-2 and not record["fell_back"]
-    assert record["at_edge"] == {"lr": "largest"}
+    assert record["best_cell"]["lr"] == max(t["lr"] for t in record["trials"]) == 5e-2 and not record["fell_back"]
+    assert record["at_edge"] == {"lr": "largest"} and record["stepped_down"] is (edge == "step_down")
+    assert record["chosen"]["lr"] == module.hparams.lr == trained
+    groups = {g["name"]: g["initial_lr"] for g in trainer.optimizers[0].param_groups}
+    assert groups["lora_A"] == trained and groups["lora_B"] == trained * 4
     said = [str(w.message) for w in caught if "at the edge of its search" in str(w.message)]
-    assert len(said) == 1 and "η_A=0.05 is the largest of the 3 values" in said[0]
-    assert "compare a run at η_A=0.01" in said[0] and module.hparams.lr == 5e-2
+    assert len(said) == 1 and "is the largest of the 3 values" in said[0]
+    if edge == "step_down":
+        assert "η_A=0.05, its best cell's" in said[0] and "trains with the next value below, η_A=0.01" in said[0]
+        assert "`model.search_edge=keep` trains with 0.05" in said[0]
+    else:
+        assert "η_A=0.05 is the largest" in said[0] and "compare a run at η_A=0.01" in said[0]
 
 
 # --- DDP ------------------------------------------------------------------------------------------------------------

@@ -93,9 +93,11 @@ class SearchOutcome:
 
     Attributes:
         requested: What the user set, e.g. ``{"lr": "auto", "ratio": 16.0}``.
-        lr: The chosen η_A (the best cell's, times ``lr_factor`` when ``lr`` was ``"auto"``; the one nearest
-            the default when the search fell back).
-        ratio: The chosen λ (the best cell's; the one nearest the default when the search fell back).
+        lr: The chosen η_A (the best cell's, or the next value below where it was the largest searched and
+            ``search_edge`` is ``step_down``, times ``lr_factor`` when ``lr`` was ``"auto"``; the one nearest the
+            default when the search fell back).
+        ratio: The chosen λ (the best cell's, or the next value below where it was the largest searched and
+            ``search_edge`` is ``step_down``; the one nearest the default when the search fell back).
         best: The winning trial.
         trials: Every trial, in cell order.
         rungs: The plan.
@@ -108,6 +110,8 @@ class SearchOutcome:
             None where there is none): a best score not below it means the trials learned only the prior.
         fell_back: Whether the choice is the cell nearest the package defaults because the trials learned only
             the prior (``SearchSettings.fallback``); that cell may also be the best one, passing nothing over.
+        stepped_down: Whether the choice is one value below the best cell's on a setting where that was the
+            largest searched (``SearchSettings.edge``, :func:`~lit_loraplus.core.search.step_down`).
         seed: The seed of the shuffle of the training rows that the trials (and scoring) drew from.
     """
 
@@ -124,6 +128,7 @@ class SearchOutcome:
     score_batches: int
     constant_score: float | None = None
     fell_back: bool = False
+    stepped_down: bool = False
     seed: int = 0
 
     @property
@@ -161,6 +166,7 @@ class SearchOutcome:
             "constant_score": _number(self.constant_score) if self.constant_score is not None else None,
             "fell_back": self.fell_back,
             "at_edge": self.at_edge,
+            "stepped_down": self.stepped_down,
             "search_seed": self.seed,
             "trials": [
                 {"lr": t.lr, "ratio": t.ratio, "steps": t.steps, "scores": [_number(s) for s in t.scores]}

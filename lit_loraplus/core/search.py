@@ -33,6 +33,7 @@ from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO  # the η_A lad
 AUTO = "auto"
 Auto = Literal["auto"]
 ScoreOn = Literal["auto", "validation", "train"]
+Edge = Literal["step_down", "keep"]
 SEARCH_RATIOS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # 2^0..2^5: plain LoRA to twice the paper's 2^4
 LADDER_HALF_WIDTH = 2  # ladder rungs either side of the centre: 2.15e-4 to 4.64e-3 around 1e-3, the evidence grid's
 
@@ -107,6 +108,11 @@ class SearchSettings:
             train with the cell nearest the package defaults (η_A 1e-3, λ 4; the defaults themselves with the
             default lists, :func:`default_cell`) instead of that cell, whose win is then close to chance. False
             keeps the best cell.
+        edge: What a best cell at the largest searched η_A or λ (:func:`search_ends`; 3 values or more) trains
+            with: ``"step_down"`` (the default) takes the next value below on that setting, since such a win
+            beat nothing larger and short trials favour larger rates than the whole run's best (below the
+            smaller end, and after a fallback, nothing changes); ``"keep"`` trains with the best cell.
+            Either way the run warns and records the end.
         seed: The seed of the search's shuffle of the training rows, which decides the rows its trials train on
             and, without validation rows, the rows that score them. None (the default): the run's seed, as
             ``seed_everything`` set it (0 where no seed was set), so runs that differ in their seed also
@@ -124,6 +130,7 @@ class SearchSettings:
     score_batches: int = 4
     score_on: ScoreOn = "auto"
     fallback: bool = True
+    edge: Edge = "step_down"
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -151,6 +158,7 @@ class SearchSettings:
         problems += int_at_least(f"{prefix}min_steps", get("min_steps", 2), 1)
         problems += int_at_least(f"{prefix}score_batches", get("score_batches", 4), 1)
         problems += one_of(f"{prefix}score_on", get("score_on", "auto"), get_args(ScoreOn))
+        problems += one_of(f"{prefix}edge", get("edge", "step_down"), get_args(Edge), "keep trains with the best cell")
         problems += int_at_least(f"{prefix}seed", get("seed"), 0, "null follows the run's seed", optional=True)
         if not isinstance(get("fallback", True), bool):
             problems += [f"`{prefix}fallback={get('fallback')!r}` must be true or false (true: train with the cell "
@@ -239,6 +247,25 @@ def search_ends(cells: Sequence[tuple[float, float]], best: tuple[float, float])
         elif best[i] == values[0] and not (key == "ratio" and best[i] <= 1):
             ends[key] = "smallest"
     return ends
+
+
+def step_down(cells: Sequence[tuple[float, float]], best: tuple[float, float]) -> tuple[float, float]:
+    """``best`` with every setting at the largest of the values the cells tried moved to the next value below.
+
+    The ``search_edge: step_down`` rule (:func:`search_ends` decides what is an end): a largest value beat
+    nothing larger, and the trials that chose it were shorter than the run, which favours larger rates. A
+    setting at its smallest value, or not at an end, keeps its value.
+
+    Example:
+        >>> step_down([(1e-4, 4.0), (1e-3, 4.0), (1e-2, 4.0)], (1e-2, 4.0))
+        (0.001, 4.0)
+    """
+    ends = search_ends(cells, best)
+    moved = list(best)
+    for i, key in enumerate(("lr", "ratio")):
+        if ends.get(key) == "largest":
+            moved[i] = sorted({cell[i] for cell in cells})[-2]
+    return moved[0], moved[1]
 
 
 def keep_best(scores: Sequence[float], keep: int) -> list[int]:

@@ -33,7 +33,7 @@ from lit_loraplus.core.optim import configure_loraplus_optimizers
 from lit_loraplus.core.quantization import Quantization, quantization_kwargs
 from lit_loraplus.core.rng import rng_state, set_rng_state
 from lit_loraplus.core.schedule import LRScheduleName, RatioScheduleName
-from lit_loraplus.core.search import Auto, ScoreOn
+from lit_loraplus.core.search import Auto, Edge, ScoreOn
 from lit_loraplus.core.settings import DEFAULT_LR, DEFAULT_RATIO, GroupSettings
 from lit_loraplus.evaluation.metrics import KeyedMetric, build_metrics, default_metrics, update_metrics
 from lit_loraplus.training import checkpoint as ckpt
@@ -118,6 +118,10 @@ class LoraPlusModule(L.LightningModule):
             balance (or mean) for every row, train with the searched values nearest the defaults (η_A 1e-3,
             λ 4: the defaults themselves with the default lists) instead of that cell, and warn. False keeps
             the best cell (and still warns).
+        search_edge: Where the search's best cell has the largest η_A or λ it searched (3 values or more),
+            ``"step_down"`` (the default) trains with the next value below on that setting: such a win beat
+            nothing larger, and short trials favour larger rates than the whole run's best. ``"keep"`` trains
+            with the best cell. Either way the run warns and records the end (``at_edge``).
         search_seed: The seed of the search's shuffle of the training rows (the rows its trials train on,
             and without validation rows the rows that score them). None (the default): the run's seed
             (``seed_everything``; 0 where none was set), so each seed draws its own rows. A value fixes
@@ -184,6 +188,7 @@ class LoraPlusModule(L.LightningModule):
         search_lr_factor: float = 1.0,
         search_score_on: ScoreOn = "auto",
         search_fallback: bool = True,
+        search_edge: Edge = "step_down",
         search_seed: int | None = None,
         search_score_batches: int = 4,
         search_min_steps: int = 2,

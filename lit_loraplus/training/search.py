@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 
 from lit_loraplus.core.halving import SearchOutcome, successive_halving
 from lit_loraplus.core.optim import create_loraplus_optimizer
-from lit_loraplus.core.search import AUTO, SearchSettings, default_cell
+from lit_loraplus.core.search import AUTO, SearchSettings, default_cell, step_down
 from lit_loraplus.core.settings import GroupSettings
 from lit_loraplus.training.distributed import strategy_kind
 from lit_loraplus.training.search_data import SearchData, constant_loss
@@ -223,7 +223,6 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
     finally:
         trials.close()
     lr, ratio = trainer.strategy.broadcast((best.lr, best.ratio), src=0)
-    lr = lr * settings.lr_factor if h.lr == AUTO else lr
     prior = constant_loss(data.score, h.task, h.num_labels) if data else None
     if prior is not None:  # each rank's own scoring rows, averaged over the ranks as the scores are
         value = torch.tensor(prior, dtype=torch.float64, device=trainer.strategy.root_device)
@@ -245,4 +244,8 @@ def search(module: L.LightningModule, trainer: L.Trainer, total_steps: int) -> S
     )
     if settings.fallback and outcome.learned_only_the_prior:  # the same on every rank: scores and prior are reduced
         (outcome.lr, outcome.ratio), outcome.fell_back = default_cell(cells), True
+        return outcome
+    if settings.edge == "step_down" and (below := step_down(cells, (lr, ratio))) != (lr, ratio):
+        (outcome.lr, outcome.ratio), outcome.stepped_down = below, True
+    outcome.lr *= settings.lr_factor if h.lr == AUTO else 1.0
     return outcome

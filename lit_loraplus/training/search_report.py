@@ -49,6 +49,13 @@ def describe(outcome: SearchOutcome) -> list[str]:
             f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}, falling back to the cell nearest "
             f"the defaults{best} did no better than a constant prediction ({outcome.constant_score:.4f})"
         )
+    elif outcome.stepped_down:
+        factor = f" (× lr_factor {outcome.lr_factor:g})" if outcome.lr_factor != 1 else ""
+        chose = (
+            f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}{factor}, one value below its best "
+            f"cell (η_A={outcome.best.lr:g}, λ={outcome.best.ratio:g}, held-out loss {outcome.best.score:.4f}) where "
+            "that was the largest value searched (`search_edge: step_down`)"
+        )
     else:
         chose = (
             f"lit-loraplus: auto chose η_A={outcome.lr:g}, λ={outcome.ratio:g}{corrected}, held-out loss "
@@ -102,7 +109,15 @@ def edge_warning(outcome: SearchOutcome) -> str | None:
         values = sorted({getattr(t, key) for t in outcome.trials})
         chosen = getattr(outcome.best, key)
         searched = f"the {end} of the {len(values)} values it searched ({values[0]:g} to {values[-1]:g})"
-        if end == "largest":
+        if end == "largest" and outcome.stepped_down:
+            parts.append(
+                f"{name}={chosen:g}, its best cell's, is {searched}: it beat nothing larger, and the trials ({longest} "
+                f"steps at most) favour a larger value than the whole run would, as short trials tend to. The run "
+                f"trains with the next value below, {name}={values[-2]:g} (`model.search_edge=keep` trains with "
+                f"{chosen:g}). To let a larger value compete, search larger values (`model.{setting}`) or give the "
+                f"search longer trials (a larger `search_budget`)"
+            )
+        elif end == "largest":
             parts.append(
                 f"{name}={chosen:g} is {searched}: a larger value may be better still, or the trials ({longest} steps "
                 f"at most) favour a larger value than the whole run would, as short trials tend to. Before relying "
@@ -114,7 +129,8 @@ def edge_warning(outcome: SearchOutcome) -> str | None:
                 f"{name}={chosen:g} is {searched}: a smaller value may be better. Search smaller values "
                 f"(`model.{setting}`)"
             )
-    return "lit-loraplus: auto's choice is at the edge of its search. " + "; ".join(parts) + "."
+    which = "best cell" if outcome.stepped_down else "choice"
+    return f"lit-loraplus: auto's {which} is at the edge of its search. " + "; ".join(parts) + "."
 
 
 def _folders(trainer: L.Trainer) -> list[Path]:
