@@ -24,7 +24,14 @@ from benchmarks.evidence.auto import (
     summarise_auto,
     variant_spec,
 )
-from benchmarks.evidence.budgets import budget_differences, last_rung_moves, outcomes, scaled_budget
+from benchmarks.evidence.budgets import (
+    budget_differences,
+    last_rung_moves,
+    outcomes,
+    scaled_budget,
+    step_down_changes,
+    stepped_cell,
+)
 from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.runs import Paths, RunSpec, train
@@ -655,6 +662,34 @@ def test_budget_differences_pair_each_budgets_choices_with_the_best_cell_and_ran
     assert lines[0].startswith("- budget ×1 (10.0% extra steps): 2 of 3 choices have a run; − best cell 0.0850 ± ")
     assert "(n = 2; lower on 0, higher on 2" in lines[0] and "− random -0.3000 ± 0.0000 (n = 2" in lines[0]
     assert lines[1].startswith("- budget ×2 (20.0% extra steps): 3 of 3 choices have a run; − best cell 0.0000")
+
+
+def test_the_step_down_rule_is_replayed_on_keep_records_from_the_runs_of_the_cells_it_picks() -> None:
+    """A ``keep`` record whose best cell is the largest η_A searched is read as its next value below (a fallback,
+    or a best cell inside the values, as itself); the changes are listed with each run's loss difference, and the
+    paired differences take the stepped-down cells' runs."""
+    lrs = (1e-3, 2e-3, 4e-3)
+
+    def searched(seed: int, best: float, fell_back: bool = False) -> dict:
+        chosen = 1e-3 if fell_back else best
+        search = {"rungs": [{"cells": 3, "steps": 2}], "trials": [{"lr": lr, "ratio": 4.0} for lr in lrs],
+                  "best_cell": {"lr": best, "ratio": 4.0}, "chosen": {"lr": chosen, "ratio": 4.0},
+                  "fell_back": fell_back, "extra_steps": 10, "total_steps": 100}  # fmt: skip
+        return {"spec": {"seed": seed}, "search": search}
+
+    def run(seed: int, lr: float, loss: float, variant: str | None = None) -> dict:
+        spec = {"seed": seed, "kind": "auto" if variant else "seed", "lr": lr, "ratio": 4.0, "variant": variant}
+        return {"spec": spec, "final": {"loss": loss}}
+
+    base = [searched(1, 4e-3), searched(2, 2e-3), searched(3, 4e-3, fell_back=True), searched(4, 4e-3)]
+    assert [stepped_cell(r) for r in base] == [(2e-3, 4.0), (2e-3, 4.0), (1e-3, 4.0), (2e-3, 4.0)]
+    assert stepped_cell({"spec": {"lr": 1e-3, "ratio": 8.0}, "search": None}) == (1e-3, 8.0)  # a fixed run
+    runs = [run(1, 4e-3, 0.6), run(1, 2e-3, 0.45), run(2, 2e-3, 0.5), run(3, 1e-3, 0.55), run(4, 4e-3, 0.7)]
+    runs += [run(s, 1e-3, 0.9, "random") for s in (1, 2, 3, 4)]
+    lines = step_down_changes(base, {}, runs)
+    assert lines == ["- budget ×1: 2 of 4 choices stepped down: -0.1500 (seed 1), – (seed 4)"]
+    paired = budget_differences(base, {}, runs, None, cell_of=stepped_cell)
+    assert paired[0].startswith("- budget ×1 (10.0% extra steps): 3 of 4 choices have a run; − random -0.4000")
 
 
 def test_last_rung_moves_count_per_rate_and_budget_how_often_the_held_out_loss_rose() -> None:

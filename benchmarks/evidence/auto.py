@@ -66,8 +66,10 @@ def variant_spec(variant: str, task: str, init: str, seed: int, protocol: Protoc
 
     def search(lr: float | str, ratio: float | str, cells: int, rows_seed: int = FIXED_ROWS_SEED) -> RunSpec:
         budget = needed_budget(cells, recipe.steps)
+        # `search_edge: keep`: these runs train with the search's best cell; what the package's default
+        # `step_down` would have trained instead is read from the runs of that cell (budgets.edge_rule_lines).
         settings = (("search_lrs", lrs), ("search_ratios", SEARCH_RATIOS), ("search_budget", budget),
-                    ("search_score_on", "train"), ("search_seed", rows_seed))  # fmt: skip
+                    ("search_score_on", "train"), ("search_edge", "keep"), ("search_seed", rows_seed))  # fmt: skip
         return RunSpec(task, init, lr, ratio, seed, "auto", variant, settings)
 
     if variant == "auto":
