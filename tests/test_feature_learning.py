@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from ddp_callbacks_script import LAYERS, LoraModule, TokenTask, lora_bert, read_rows, trainer
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from lit_loraplus.callbacks import FeatureLearningMonitor
 from lit_loraplus.core.adapters import find_lora_adapters
@@ -129,6 +130,50 @@ def test_default_probe_takes_at_most_eight_rows(tmp_path: Path, batch: int, prob
     monitor = FeatureLearningMonitor(log_every_n_steps=1)
     trainer(tmp_path, [monitor], max_steps=1).fit(LoraModule(lora_bert()), loader(batch=batch))
     assert monitor._probe["input_ids"].shape[0] == probed
+
+
+class SortedByLabel(TokenTask):
+    """TokenTask rows in label order, as a split kept in file order of a label-sorted corpus."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n=n)
+        order = torch.argsort(self.labels, stable=True)
+        self.ids, self.labels = self.ids[order], self.labels[order]
+
+
+def _probe_of(tmp_path: Path, data: Dataset, batch: int = 4) -> dict[str, torch.Tensor]:
+    monitor = FeatureLearningMonitor(log_every_n_steps=1)
+    trainer(tmp_path, [monitor], max_steps=1).fit(LoraModule(lora_bert()), DataLoader(data, batch_size=batch))
+    return monitor._probe
+
+
+def test_probe_draws_rows_across_a_label_sorted_set(tmp_path: Path) -> None:
+    """On a map-style dataset the probe is a seeded draw of rows, not the first batch: on a label-sorted set whose
+    first batches are all one class, it holds both classes, every row is a row of the set, and a second run draws
+    the same rows."""
+    data = SortedByLabel(n=32)
+    assert data.labels[:8].eq(0).all() and data.labels.eq(1).any()
+    probe = _probe_of(tmp_path / "a", data)
+    assert probe["input_ids"].shape[0] == 4 and set(probe["labels"].tolist()) == {0, 1}
+    assert all(any(torch.equal(row, ids) for ids in data.ids) for row in probe["input_ids"])
+    torch.testing.assert_close(_probe_of(tmp_path / "b", data), probe, rtol=0, atol=0)
+
+
+class Streamed(IterableDataset):
+    """The rows of ``data`` as a stream (no length, no indexing)."""
+
+    def __init__(self, data: TokenTask) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return (self.data[i] for i in range(len(self.data)))
+
+
+def test_probe_of_an_iterable_dataset_is_its_first_rows(tmp_path: Path) -> None:
+    """A stream cannot be drawn from: the probe is the first rows of the loader's first batch."""
+    data = SortedByLabel(n=32)
+    probe = _probe_of(tmp_path, Streamed(data), batch=4)
+    torch.testing.assert_close(probe["input_ids"], data.ids[:4], rtol=0, atol=0)
 
 
 def test_probe_from_validation_requires_a_loader(tmp_path: Path) -> None:

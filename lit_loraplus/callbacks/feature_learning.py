@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import move_data_to_device
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.utils.data import IterableDataset
 from typing_extensions import override
 
 from lit_loraplus.callbacks._logging import (
@@ -32,6 +33,7 @@ ForwardFn = Callable[[pl.LightningModule, Any], Any]
 
 
 DEFAULT_PROBE_BATCH_SIZE = 8  # probe samples when probe_batch_size is None (capped at the loader's batch)
+PROBE_SEED = 0  # the probe's rows are a seeded draw: the same rows in every run and on every rank
 
 
 def default_forward(pl_module: pl.LightningModule, batch: Any) -> Any:
@@ -52,6 +54,15 @@ def _batch_len(batch: Any) -> int:
     return sizes[0] if sizes else 0
 
 
+def _draws_rows(loader: Any) -> bool:
+    """Whether the probe can draw its rows from ``loader``'s dataset: a sized, indexable (map-style) dataset,
+    batched by ``batch_size`` and collated by ``collate_fn``."""
+    dataset = getattr(loader, "dataset", None)
+    indexable = isinstance(dataset, Sized) and hasattr(dataset, "__getitem__") and len(dataset) > 0
+    plain = getattr(loader, "batch_size", None) is not None and getattr(loader, "collate_fn", None) is not None
+    return indexable and plain and not isinstance(dataset, IterableDataset)
+
+
 class _ProbeDone(Exception):
     """Raised by the last LoRA layer's pre-hook: the probe has every input it needs."""
 
@@ -64,8 +75,11 @@ class FeatureLearningMonitor(pl.Callback):
     s·ΔB_tΔA_t Z and ΔZ_B = s·(B_tA_t − B_{t−1}A_{t−1})Z = δ¹+δ²+δ³, and the balance
     log(‖δ²‖/‖δ¹‖), which λ = η_B/η_A is meant to move toward 0.
 
-    How it is measured: one probe batch (``probe_batch_size`` samples of the first validation
-    batch, or training batch) is taken once at the start of training, on the module's device. On a
+    How it is measured: one probe batch (``probe_batch_size`` rows of the validation set, or of the
+    training set) is taken once at the start of training, on the module's device: a seeded random draw
+    of rows (the same in every run), collated by the loader, where the loader's dataset is indexable
+    (a validation split kept in file order, e.g. sorted by label, would make its first batch
+    unrepresentative), else the first rows of the loader's first batch. On a
     logged step, just before ``optimizer.step()``, A and B are copied and the probe runs once,
     without gradients, in eval mode (dropout, LoRA dropout included, off; each module's train/eval
     flag is restored after), while forward pre-hooks on the LoRA layers record their inputs Z.
@@ -166,17 +180,24 @@ class FeatureLearningMonitor(pl.Callback):
             raise ValueError(f"{name}(probe_source='val'): the trainer has no validation dataloader. Use 'train'.")
         use_val = self.probe_source != "train" and val is not None
         source, loader = ("validation", _first(val)) if use_val else ("training", _first(trainer.train_dataloader))
-        with torch.random.fork_rng(devices=[]):  # drawing one batch must not shift the training RNG
-            batch = next(iter(loader))
-        size = _batch_len(batch)
-        if n is None:
-            n = min(DEFAULT_PROBE_BATCH_SIZE, size)
-        elif size < n:
-            raise ValueError(
-                f"{name}(probe_batch_size={n}) is larger than the {source} dataloader's batches ({size} samples). "
-                f"Use probe_batch_size <= {size} or a larger batch size."
-            )
-        batch = apply_to_collection(batch, Tensor, lambda t: t[:n] if t.ndim and t.shape[0] == size else t)
+        with torch.random.fork_rng(devices=[]):  # drawing the probe must not shift the training RNG
+            draw = _draws_rows(loader)
+            # A file-ordered split (e.g. sorted by label) makes its first batch unrepresentative, so where the
+            # dataset is indexable the probe is a seeded draw of rows; otherwise, the first batch.
+            first = None if draw else next(iter(loader))
+            size = min(loader.batch_size, len(loader.dataset)) if draw else _batch_len(first)
+            if n is None:
+                n = min(DEFAULT_PROBE_BATCH_SIZE, size)
+            elif size < n:
+                raise ValueError(
+                    f"{name}(probe_batch_size={n}) is larger than the {source} dataloader's batches ({size} "
+                    f"samples). Use probe_batch_size <= {size} or a larger batch size."
+                )
+            if draw:
+                rows = torch.randperm(len(loader.dataset), generator=torch.Generator().manual_seed(PROBE_SEED))
+                batch = loader.collate_fn([loader.dataset[i] for i in rows[:n].tolist()])
+            else:
+                batch = apply_to_collection(first, Tensor, lambda t: t[:n] if t.ndim and t.shape[0] == size else t)
         self._probe = move_data_to_device(batch, pl_module.device)
 
     def _capture_inputs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[nn.Module, Tensor]:
