@@ -95,9 +95,10 @@ def test_quickstart_with_lr_auto_searches_on_every_class(tmp_path) -> None:
     shortest run whose 10 % pays for 5 η_A values in 2-step first rungs): the search scores on validation rows of
     all three classes, though the corpus file (and so the validation split) is sorted by sentiment, so its
     constant-prediction bar is the entropy of a 3-class balance and its best cell beats it (no fallback); the run
-    trains with the choice and learns. Measured on the full 300 steps (the same search): bar 1.03, a best cell of
-    4.64e-3, the largest value searched, so the run trains with 2.15e-3 (`search_edge: step_down`): val/accuracy
-    0.740 / 0.775 / 0.779 after 100 / 200 / 300 steps (with `search_edge: keep`, 4.64e-3: 0.659 / 0.659 / 0.682;
+    trains with the choice and learns. At these 240 steps the best cell is 4.64e-3, the largest value searched, so the
+    run trains with 2.15e-3 (`search_edge: step_down`) and reaches val/accuracy 0.774; with `search_edge: keep` it
+    trains with 4.64e-3 and reaches 0.684, which the 0.72 bar tells apart. On the full 300 steps (the same search):
+    0.740 / 0.775 / 0.779 after 100 / 200 / 300 steps (keep: 0.659 / 0.659 / 0.682;
     the defaults: 0.739 / 0.784 / 0.781)."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     command = [sys.executable, "-m", "lit_loraplus.cli", "fit", "--config", str(REPO / "configs/quickstart.yaml"),
@@ -114,4 +115,4 @@ def test_quickstart_with_lr_auto_searches_on_every_class(tmp_path) -> None:
     assert record["extra_steps"] == 24 and "auto chose η_A=" in text
     rows = list(csv.DictReader(open(version / "metrics.csv")))
     accuracy = [float(r["val/accuracy"]) for r in rows if r.get("val/accuracy")]
-    assert len(accuracy) == 1 and accuracy[-1] > 0.55
+    assert len(accuracy) == 1 and accuracy[-1] > 0.72, accuracy
