@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 from peft import PeftModel
 
+from lit_loraplus.callbacks import FeatureLearningMonitor, UpdateNormMonitor
 from lit_loraplus.data import GlueDataModule
 from lit_loraplus.testing import tiny_llama
 from lit_loraplus.training import LoraPlusModule
@@ -65,6 +66,36 @@ def test_fit_in_train_mode_on_a_from_pretrained_model(tmp_path, tiny_bert_dir, g
     keys = {k for row in rows for k, v in row.items() if v}
     assert {"train/loss", "val/loss", "val/accuracy", "lr-AdamW/lora_A", "lr-AdamW/lora_B"} <= keys
     assert isinstance(module.model, PeftModel)
+
+
+class LossRecorder(Callback):
+    """Records the training loss of every step."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
+
+
+def test_validating_does_not_change_training(tmp_path, tiny_bert_dir, glue_dir) -> None:
+    """Dropout masks come from torch's global generator, so a draw from it during validation would change every
+    later training step. The package's loaders and monitors draw from their own generators: a run that checks
+    before training and validates every 2 steps, with both monitors on, trains exactly as one that never validates."""
+
+    def losses(**settings) -> list[float]:
+        L.seed_everything(0)
+        data = GlueDataModule("sst2", str(tiny_bert_dir), data_dir=str(glue_dir), batch_size=4, train_subset=32,
+                              val_subset=8, eval_batch_size=4)  # fmt: skip
+        module = LoraPlusModule(str(tiny_bert_dir), num_labels=2, metrics=data.metrics, r=4, lr=1e-2, dropout=0.1)
+        recorder = LossRecorder()
+        monitors = [UpdateNormMonitor(log_every_n_steps=1), FeatureLearningMonitor(log_every_n_steps=1), recorder]
+        trainer(tmp_path, max_steps=6, callbacks=monitors, **settings).fit(module, data)
+        return recorder.losses
+
+    validating = losses(num_sanity_val_steps=2)
+    assert len(validating) == 6 and len(set(validating)) == 6  # dropout on, six distinct steps
+    assert losses(limit_val_batches=0) == validating
 
 
 def test_module_from_python_instance_and_init_loraplus() -> None:
