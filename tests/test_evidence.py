@@ -424,6 +424,22 @@ def test_the_evidence_pages_quote_the_committed_summary() -> None:
     assert f"{rung[(0.000215, 1.0)]:.3f} against {rung[(0.000215, 32.0)]:.3f}" in pages[0]
 
 
+@pytest.mark.parametrize("page", ["README.md", "docs/benchmarks/index.md"])
+def test_the_headline_tables_quote_the_committed_summary(page: str) -> None:
+    """Every task's headline row (each arm's mean ± half-width, LoRA+'s λ, the paired difference) is what
+    benchmarks/results/evidence/summary.json holds, rounded as printed."""
+    repo = Path(__file__).resolve().parents[1]
+    summary = json.loads((repo / "benchmarks/results/evidence/summary.json").read_text())
+    rows = [line for line in (repo / page).read_text().replace("−", "-").splitlines() if line.startswith("| ")]
+    for key, results in summary.items():
+        arms, paired = results["arms"], results["paired"]["loss"]
+        losses = [arms[a]["seeds"]["final"]["loss"] for a in ("lora", "loraplus")]
+        cells = [f"{loss['mean']:.3f} ± {loss['half_width']:.3f}" for loss in losses]
+        cells[1] += f" (λ = {arms['loraplus']['choice']['ratio']:g})"
+        cells.append(f"{paired['mean']:+.4f} ± {paired['half_width']:.4f}")
+        assert any(all(f"| {c} |" in row for c in cells) for row in rows), (page, key, cells)
+
+
 def test_auto_targets_and_the_short_horizon_bias_from_hand_made_records() -> None:
     """The zero-tuning targets read the paired intervals (best cell: includes 0 or below; random: below 0; extra
     steps at most 10 %), and the η_A the trials ranked best is placed in ladder steps from the best grid cell's,
