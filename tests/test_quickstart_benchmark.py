@@ -1,0 +1,54 @@
+"""The quickstart-under-auto benchmark (`python -m benchmarks.evidence.quickstart`): its report, its options and a
+smoke run of the real command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.evidence.quickstart import main, report
+
+
+def _record(variant: str, seed: int, search: dict | None) -> dict:
+    evals = [{"step": 100, "accuracy": 0.7, "loss": 0.7}, {"step": 200, "accuracy": 0.78, "loss": 0.55}]
+    return {"variant": variant, "seed": seed, "overrides": [], "evals": evals, "search": search}
+
+
+def test_report_names_each_runs_choice_and_accuracies() -> None:
+    """Per variant, one row a seed: a stepped-down choice names the best cell it came from, a fall-back says so,
+    a run without a search is ``fixed``; accuracy at each validation, then the last loss."""
+    stepped = {"chosen": {"lr": 0.00215, "ratio": 4.0}, "best_cell": {"lr": 0.00464, "ratio": 4.0},
+               "stepped_down": True}  # fmt: skip
+    fell = {"chosen": {"lr": 0.001, "ratio": 4.0}, "best_cell": {"lr": 0.00464, "ratio": 4.0}, "fell_back": True}
+    text = report([_record("lr-auto", 1, fell), _record("lr-auto", 0, stepped), _record("defaults", 0, None)])
+    assert "| 0 | η_A 0.00215, λ 4 (stepped down from η_A 0.00464, λ 4) | 0.700 | 0.780 | 0.550 |" in text
+    assert "| 1 | η_A 0.001, λ 4 (fell back) |" in text
+    assert text.index("| 0 | η_A 0.00215") < text.index("| 1 | η_A 0.001")  # sorted by seed
+    assert "## defaults: `(the config as it is)`" in text and "| 0 | fixed |" in text
+    assert "## ratio-auto" not in text  # no runs, no section
+
+
+def test_an_unknown_variant_is_refused_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--variants", "lr-auto,lr-autoo"])
+    assert "--variants lr-autoo: not a variant" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.subprocess
+def test_smoke_run_records_the_search_and_is_not_repeated(tmp_path: Path, minilm_path: Path) -> None:
+    """A 20-step `lr: auto` quickstart run writes its record (two validations, the search it made) and the report;
+    a second call finds the record and trains nothing."""
+    argv = ["--out", str(tmp_path), "--smoke", "--seeds", "0", "--variants", "lr-auto"]
+    main(argv)
+    path = tmp_path / "runs" / "lr-auto-seed0.json"
+    record = json.loads(path.read_text())
+    assert [e["step"] for e in record["evals"]] == [10, 20]
+    assert record["search"]["requested"]["lr"] == "auto" and isinstance(record["search"]["chosen"]["lr"], float)
+    assert "--model.lr=auto" in record["overrides"] and "--seed_everything=0" in record["overrides"]
+    assert "## lr-auto: `--model.lr=auto`" in (tmp_path / "report.md").read_text()
+    written = path.stat().st_mtime_ns
+    main(argv)
+    assert path.stat().st_mtime_ns == written
