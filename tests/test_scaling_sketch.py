@@ -101,14 +101,16 @@ def test_lora_count_equals_peft() -> None:
         lora_parameter_count(LLAMA_7B, 0)
 
 
-def saved_bytes(layers: int, tokens: tuple[int, int], bf16_adapters: bool = False) -> int:
-    """Bytes of the tensors autograd saves in one forward of a tiny bf16 Llama (SDPA) + LoRA (r 8, all 7,
-    dropout 0.1) under CPU bf16 autocast; parameters and tensors sharing their storage are not counted.
+def saved_bytes(
+    layers: int, tokens: tuple[int, int], bf16_adapters: bool = False, base_dtype: torch.dtype = torch.bfloat16
+) -> int:
+    """Bytes of the tensors autograd saves in one forward of a tiny Llama (SDPA, base in ``base_dtype``) + LoRA
+    (r 8, all 7, dropout 0.1) under CPU bf16 autocast; parameters and tensors sharing their storage are not counted.
     ``bf16_adapters``: the LoRA weights in bf16, as FSDP's bf16 param dtype gathers them."""
     config = tiny_llama_config()  # hidden 32, 4 heads, MLP 64, vocab 128
     config.num_hidden_layers, config.num_key_value_heads = layers, 4  # no GQA, as Llama-2-7B
     torch.manual_seed(0)
-    base = LlamaForCausalLM(config).to(torch.bfloat16)
+    base = LlamaForCausalLM(config).to(base_dtype)
     model = get_peft_model(base, LoraConfig(r=8, lora_dropout=0.1, target_modules=list(LLAMA_PROJECTIONS))).train()
     if bf16_adapters:
         model.to(torch.bfloat16)
@@ -141,6 +143,21 @@ def test_layer_activation_formula_equals_saved_tensors() -> None:
             per_token = layer_activation_bytes_per_token(shape, 8, dropout_mask_bytes=2 if bf16_adapters else 4)
             copies = 0 if bf16_adapters else lora_weight_copies
             assert per_layer == per_token * tokens[0] * tokens[1] + copies
+
+
+def test_an_fp16_base_under_bf16_autocast_saves_a_bf16_copy_of_its_frozen_weights() -> None:
+    """The scaling page's warning: with an fp16 base (``dtype="auto"`` on an fp16 checkpoint) under bf16 autocast,
+    autocast casts every frozen weight to bf16 and autograd keeps that copy for the input gradient: 2 bytes per
+    weight of every frozen projection and lm_head, less layer 0's q/k/v (their input, the embedding output, needs
+    no gradient). A bf16 base is used as it is."""
+    layers, tokens = 2, (2, 16)
+    extra = saved_bytes(layers, tokens, base_dtype=torch.float16) - saved_bytes(layers, tokens)
+    config = tiny_llama_config()
+    config.num_hidden_layers, config.num_key_value_heads = layers, 4
+    base = LlamaForCausalLM(config)
+    frozen = [m for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)]
+    first_qkv = [getattr(base.model.layers[0].self_attn, p) for p in ("q_proj", "k_proj", "v_proj")]
+    assert extra == 2 * sum(m.weight.numel() for m in frozen if all(m is not q for q in first_qkv))
 
 
 def test_memory_sharding_checkpointing_and_nf4() -> None:
