@@ -52,3 +52,15 @@ def test_smoke_run_records_the_search_and_is_not_repeated(tmp_path: Path, minilm
     written = path.stat().st_mtime_ns
     main(argv)
     assert path.stat().st_mtime_ns == written
+
+
+def test_the_ratio_guide_quotes_the_committed_quickstart_records() -> None:
+    """The choosing-ratio guide's quickstart accuracies (`lr: auto` stepped down, and with `search_edge: keep`)
+    are the final validation accuracies of the committed records, seeds 0-4 in order."""
+    repo = Path(__file__).resolve().parents[1]
+    runs = repo / "benchmarks/results/quickstart_auto/runs"
+    guide = " ".join((repo / "docs/guides/choosing-ratio.md").read_text().split())
+    for variant in ("lr-auto", "lr-auto-keep"):
+        final = [json.loads((runs / f"{variant}-seed{s}.json").read_text())["evals"][-1]["accuracy"] for s in range(5)]
+        quoted = ", ".join(f"{a:.3f}" for a in final[:-1]) + f" and {final[-1]:.3f}"
+        assert quoted in guide, (variant, quoted)
