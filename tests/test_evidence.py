@@ -34,6 +34,7 @@ from benchmarks.evidence.budgets import (
 )
 from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
+from benchmarks.evidence.rows import choice_counts, rows_table, with_rows_seed
 from benchmarks.evidence.runs import Paths, RunSpec, train
 from benchmarks.evidence.search import ArmSearch, extension, horizon_bias, promote, search_arm
 from benchmarks.evidence.tasks import RECIPES, Protocol, SelectionGlueDataModule, ladder_lr, ladder_step, smoke_recipe
@@ -736,3 +737,74 @@ def test_a_budget_scaled_below_the_default_plan_gets_shorter_first_rungs() -> No
     assert scaled_budget(spec, 2).settings == (lrs, ("search_budget", 48))
     with pytest.raises(ValueError, match="a budget of 2 steps pays for no rung of 5 cells"):
         scaled_budget(spec, 0.1)
+
+
+def test_rows_phase_searches_one_run_again_on_other_rows_without_training(
+    tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--phases rows`` after the smoke recipe's ``auto-ratio`` runs: seed 1's search is made again, without
+    training, once per ``--rows-seeds`` value. With ``search_seed`` 0, the rows of the ``auto`` phase's record,
+    it gives that record's trials, scores and choice exactly; with another it trains and scores on other rows,
+    so its scores differ. A rerun skips what exists; ``rows/report.md`` holds the record's row and both searches;
+    a variant that searches nothing, a run seed outside ``--seeds`` and an unreadable seed list are refused."""
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--smoke", "--tasks", "sst2", "--model", str(tiny_bert_dir), "--glue-dir",
+            str(glue_dir), "--variants", "auto-ratio", "--seeds", "2"]  # fmt: skip
+    assert main([*argv, "--phases", "auto"]) == 0
+    assert main([*argv, "--phases", "rows", "--rows-variant", "auto-ratio", "--rows-seeds", "0,3"]) == 0
+    stored = json.loads((out / "runs" / "sst2" / "auto" / "sst2-standard-auto-ratio-seed1.json").read_text())
+    folder = out / "rows" / "sst2"
+    same, other = (json.loads((folder / f"sst2-standard-auto-ratio-searchseed{k}-seed1.json").read_text())
+                   for k in (0, 3))  # fmt: skip
+    assert not list((out / "runs" / "sst2" / "auto").glob("*searchseed*"))  # nothing trained
+    assert same["search"] == stored["search"]
+    assert dict(other["spec"]["settings"])["search_seed"] == 3 and other["search"]["search_seed"] == 3
+    scores = [t["scores"] for t in other["search"]["trials"]]
+    assert scores != [t["scores"] for t in stored["search"]["trials"]]
+    capsys.readouterr()
+    assert main([*argv, "--phases", "rows", "--rows-variant", "auto-ratio", "--rows-seeds", "0,3"]) == 0
+    assert "start rows search" not in capsys.readouterr().out
+    report = (out / "rows" / "report.md").read_text()
+    assert "## sst2: `auto-ratio`, seed 1, standard init" in report
+    table = [line for line in report.splitlines() if line.startswith(("| 0", "| 3"))]
+    assert [line.split(" | ")[0] for line in table] == ["| 0 (`auto` phase)", "| 0", "| 3"]
+    assert "- search_seed 0, 3: trains " in report
+    assert main([*argv, "--phases", "rows", "--rows-variant", "default"]) == 2
+    assert "`--rows-variant=default` searches nothing" in capsys.readouterr().err
+    assert main([*argv, "--phases", "rows", "--rows-run-seed", "3"]) == 2
+    assert "`--rows-run-seed=3` is not one of the seeds 1..2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--phases", "rows", "--rows-seeds", "one"])
+
+
+def test_with_rows_seed_names_the_seed_and_refuses_a_run_that_searches_nothing() -> None:
+    """The spec keeps every other setting, replaces ``search_seed`` and gets its own run id."""
+    spec = RunSpec("mrpc", "standard", "auto", 4.0, 1, "auto", "auto-lr", (("search_budget", 40), ("search_seed", 0)))
+    moved = with_rows_seed(spec, 5)
+    assert moved.settings == (("search_budget", 40), ("search_seed", 5))
+    assert moved.run_id == "mrpc-standard-auto-lr-searchseed5-seed1"
+    with pytest.raises(ValueError, match="a searched spec"):
+        with_rows_seed(RunSpec("mrpc", "standard", 1e-3, 4.0, 1, "auto", "default"), 5)
+    with pytest.raises(ValueError, match="a seed >= 0"):
+        with_rows_seed(spec, -1)
+
+
+def test_rows_table_and_counts_read_each_search_as_kept_and_as_stepped_down() -> None:
+    """A best trial at the largest η_A trains one value below under ``step_down``; a fall-back trains the defaults'
+    cell either way and is counted as one; λ is left out where every search fixed it."""
+    lrs = (1e-3, 2e-3, 4e-3)
+
+    def searched(rows_seed: int, best: float, fell_back: bool = False) -> dict:
+        search = {"requested": {"lr": "auto", "ratio": 4.0}, "rungs": [{"cells": 3, "steps": 2}],
+                  "trials": [{"lr": lr, "ratio": 4.0} for lr in lrs], "best_cell": {"lr": best, "ratio": 4.0,
+                  "score": 0.5}, "chosen": {"lr": 1e-3 if fell_back else best, "ratio": 4.0},
+                  "constant_score": 0.6, "fell_back": fell_back}  # fmt: skip
+        return {"spec": {"seed": 1, "settings": [["search_seed", rows_seed]]}, "search": search}
+
+    records = [searched(2, 4e-3), searched(1, 2e-3), searched(3, 4e-3, fell_back=True), searched(4, 4e-3)]
+    assert choice_counts(records) == "0.004 ×2, 0.002 ×1, 0.001 ×1 (1 by falling back)"
+    assert choice_counts(records, stepped_cell) == "0.002 ×3, 0.001 ×1 (1 by falling back)"
+    table = rows_table(records[1:], reference=records[0])
+    assert table[2] == "| 2 (`auto` phase) | 0.004 (0.5000) | 0.6000 | 0.004 | 0.002 |"
+    assert table[3:5] == ["| 1 | 0.002 (0.5000) | 0.6000 | 0.002 | 0.002 |",
+                          "| 3 | 0.004 (0.5000) | 0.6000 | 0.001 (fell back) | 0.001 |"]  # fmt: skip

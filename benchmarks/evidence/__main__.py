@@ -5,6 +5,7 @@
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases replay --seeds 10      # still the code's?
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases budgets --tasks sst2 --seeds 10
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases outcomes --tasks sst2 --seeds 10
+    python -m benchmarks.evidence --out benchmarks/results/evidence --phases rows --seeds 10 --rows-seeds 1-8
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
     python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
@@ -34,6 +35,10 @@ stands in for dev):
     outcomes (only when named) train, as outcome runs (seed runs kept apart from the grid's), the cells the
             budgets searches chose that no run of their seed has trained, so every choice in
             ``budgets/report.md`` has its dev loss.
+    rows    (only when named) seed ``--rows-run-seed``'s ``--rows-variant`` search (default ``auto-lr``) again,
+            without training, with each ``--rows-seeds`` value as its ``search_seed`` (the rows its trials train
+            and are scored on): how far does another draw of rows move the choice? (benchmarks.evidence.rows;
+            ``rows/report.md``.)
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
 it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the
@@ -52,12 +57,14 @@ from benchmarks.evidence.auto import VARIANTS
 from benchmarks.evidence.budgets import write_budget_report
 from benchmarks.evidence.inputs import smollm2_folder, smollm2_gguf
 from benchmarks.evidence.report import write_report
+from benchmarks.evidence.rows import write_rows_report
 from benchmarks.evidence.runner import BudgetSpent, Runner
 from benchmarks.evidence.runs import Paths
 from benchmarks.evidence.tasks import RECIPES, Protocol, ladder_lr, smoke_recipe
 
-PHASES = ("pilot", "select", "seeds", "auto", "report", "replay", "budgets", "outcomes")
-DEFAULT_PHASES = PHASES[:-3]  # replay, budgets and outcomes run only when named
+PHASES = ("pilot", "select", "seeds", "auto", "report", "replay", "budgets", "outcomes", "rows")
+SEARCHED = ("auto-lr", "auto-ratio", "auto", "auto-lr-rows")  # the variants whose runs search
+DEFAULT_PHASES = PHASES[:-4]  # replay, budgets, outcomes and rows run only when named
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
 
@@ -96,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--budget-factors", default="2,4", help="budgets: multiples of auto-lr-rows' search budget, comma-separated"
     )
+    parser.add_argument("--rows-seeds", default="1-8", help="rows: search_seed values, e.g. 1-8 or 1,3,5")
+    parser.add_argument("--rows-run-seed", type=int, default=1, help="rows: the seed whose run is searched again")
+    parser.add_argument("--rows-variant", default="auto-lr", help=f"rows: the searched variant, of {SEARCHED}")
     parser.add_argument("--max-hours", type=float, default=None, help="start no run after this many hours")
     parser.add_argument("--smoke", action="store_true", help="tiny recipes and grid (tests): every phase in seconds")
     args = parser.parse_args(argv)
@@ -105,7 +115,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.budget_factors = [float(f) for f in args.budget_factors.split(",")]
     except ValueError:
         parser.error(f"--budget-factors={args.budget_factors!r}: give numbers above 0, e.g. 2,4")
+    try:
+        args.rows_seeds = parse_seeds(args.rows_seeds)
+    except ValueError:
+        parser.error(f"--rows-seeds={args.rows_seeds!r}: give seeds >= 0 as a range or a list, e.g. 1-8 or 1,3,5")
     return args
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1-3"`` → ``[1, 2, 3]``, ``"1,5"`` → ``[1, 5]``.
+
+    Raises:
+        ValueError: For anything else, a negative seed or an empty range.
+    """
+    first, dash, last = text.partition("-")
+    seeds = list(range(int(first), int(last) + 1)) if dash else [int(s) for s in text.split(",")]
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"no seeds >= 0 in {text!r}")
+    return seeds
 
 
 def check_args(args: argparse.Namespace) -> list[str]:
@@ -122,6 +149,11 @@ def check_args(args: argparse.Namespace) -> list[str]:
         problems.append(f"`--replay-rtol={args.replay_rtol}` must be >= 0 (0: every score exact).")
     if not all(f > 0 for f in args.budget_factors):
         problems.append(f"`--budget-factors={args.budget_factors}` must all be > 0 (e.g. 2,4: twice and four times).")
+    if "rows" in args.phases and args.rows_variant not in SEARCHED:
+        problems.append(f"`--rows-variant={args.rows_variant}` searches nothing: use one of {list(SEARCHED)}.")
+    if "rows" in args.phases and args.rows_run_seed not in range(1, args.seeds + 1):
+        problems.append(f"`--rows-run-seed={args.rows_run_seed}` is not one of the seeds 1..{args.seeds}: raise "
+                        "`--seeds` or pick one of them.")  # fmt: skip
     if args.max_extensions < 0:
         problems.append(f"`--max-extensions={args.max_extensions}` must be >= 0.")
     if args.max_hours is not None and args.max_hours <= 0:
@@ -208,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                 except BudgetSpent as stop:
                     print(stop, flush=True)
         print(f"wrote {write_budget_report(args.out, list(RECIPES))}", flush=True)  # every task searched so far
+    if "rows" in args.phases:
+        for task in args.tasks:
+            runner.rows(task, args.rows_variant, args.rows_run_seed, args.rows_seeds)
+        print(f"wrote {write_rows_report(args.out, list(RECIPES))}", flush=True)
     return 0
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks.evidence.auto import VARIANTS, largest_score_change, search_differences, variant_spec
 from benchmarks.evidence.budgets import outcomes, scaled_budget, trained_cell
 from benchmarks.evidence.common import Record, as_float, read_records
+from benchmarks.evidence.rows import with_rows_seed
 from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, search_only, train
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
 from benchmarks.evidence.tasks import Protocol, Recipe
@@ -300,18 +301,30 @@ class Runner:
                 if not self.paths.record(base).exists():
                     continue  # nothing to compare with: run the auto phase's auto-lr-rows first
                 for factor in factors:
-                    spec = scaled_budget(base, factor)
-                    path = self.paths.out / "budgets" / task / f"{spec.run_id}.json"
-                    if path.exists() or not claim(path):
-                        continue
-                    try:
-                        print(f"start budget search {spec.run_id}", flush=True)
-                        search = search_only(spec, self.recipes[task], self.paths)
-                        write_json_atomic(path, {"spec": _json(asdict(spec)), "search": search})
-                        chosen = (search or {}).get("chosen")
-                        print(f"done  budget search {spec.run_id}: chose {chosen}", flush=True)
-                    finally:
-                        release(path)
+                    self._search_again(scaled_budget(base, factor), "budgets", "budget search")
+
+    def rows(self, task: str, variant: str, seed: int, rows_seeds: list[int]) -> None:
+        """Search ``seed``'s run of the searched ``variant`` again with each of ``rows_seeds`` as its
+        ``search_seed``, without training (:mod:`benchmarks.evidence.rows`); records under ``rows/<task>/``,
+        resumable like the runs."""
+        for init in self.inits:
+            base = variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
+            for rows_seed in rows_seeds:
+                self._search_again(with_rows_seed(base, rows_seed), "rows", "rows search")
+
+    def _search_again(self, spec: RunSpec, folder: str, label: str) -> None:
+        """Make ``spec``'s search record, without training, under ``<folder>/<task>/`` unless it exists or another
+        process holds its claim."""
+        path = self.paths.out / folder / spec.task / f"{spec.run_id}.json"
+        if path.exists() or not claim(path):
+            return
+        try:
+            print(f"start {label} {spec.run_id}", flush=True)
+            search = search_only(spec, self.recipes[spec.task], self.paths)
+            write_json_atomic(path, {"spec": _json(asdict(spec)), "search": search})
+            print(f"done  {label} {spec.run_id}: chose {(search or {}).get('chosen')}", flush=True)
+        finally:
+            release(path)
 
     def budget_outcomes(self, task: str) -> None:
         """Train, as an ``outcome`` run (a seed run kept apart from the grid's: scored on dev, the recipe's full
