@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from benchmarks.evidence.__main__ import main
@@ -35,7 +36,7 @@ from benchmarks.evidence.budgets import (
 from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
 from benchmarks.evidence.rows import choice_counts, rows_table, with_rows_seed
-from benchmarks.evidence.runs import Paths, RunSpec, train
+from benchmarks.evidence.runs import Paths, RunSpec, build_run, train
 from benchmarks.evidence.search import ArmSearch, extension, horizon_bias, promote, search_arm
 from benchmarks.evidence.tasks import RECIPES, Protocol, SelectionGlueDataModule, ladder_lr, ladder_step, smoke_recipe
 from lit_loraplus.core.search import DEFAULT_LR, SearchSettings
@@ -808,3 +809,38 @@ def test_rows_table_and_counts_read_each_search_as_kept_and_as_stepped_down() ->
     assert table[2] == "| 2 (`auto` phase) | 0.004 (0.5000) | 0.6000 | 0.004 | 0.002 |"
     assert table[3:5] == ["| 1 | 0.002 (0.5000) | 0.6000 | 0.002 | 0.002 |",
                           "| 3 | 0.004 (0.5000) | 0.6000 | 0.001 (fell back) | 0.001 |"]  # fmt: skip
+
+
+def test_untrained_phase_scores_the_base_model_before_any_step(
+    tmp_path: Path, tiny_llama_dir: Path, glue_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--phases untrained`` on the smoke causal task: a record with the selection and test files' scores, made
+    before any step. With the standard init (B = 0) that is the base model's score: its token accuracy equals the
+    share of the selection file's response tokens the plain transformers model (no adapters) predicts right, by
+    hand. A rerun skips the record."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--smoke", "--tasks", "instruct", "--causal-model", str(tiny_llama_dir),
+            "--glue-dir", str(glue_dir), "--phases", "untrained"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "untrained" / "instruct-standard.json").read_text())
+    assert set(record["scores"]) == {"selection", "test"}
+    assert all(math.isfinite(s["loss"]) and 0 <= s["token_accuracy"] <= 1 for s in record["scores"].values())
+
+    paths = Paths(out, out / "_ckpt", glue_dir, "unused", str(tiny_llama_dir))
+    _, data = build_run(RunSpec("instruct", "standard", 1e-3, 4.0, 0, "pilot"), smoke_recipe("instruct"), paths)
+    data.setup("validate")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    correct = tokens = 0
+    with torch.no_grad():
+        for batch in data.val_dataloader():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            predicted, labels = logits[:, :-1].argmax(-1), batch["labels"][:, 1:]
+            correct += int(((predicted == labels) & (labels != -100)).sum())
+            tokens += int((labels != -100).sum())
+    assert tokens > 0
+    assert record["scores"]["selection"]["token_accuracy"] == pytest.approx(correct / tokens, rel=1e-6)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "untrained instruct" not in capsys.readouterr().out

@@ -6,6 +6,7 @@
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases budgets --tasks sst2 --seeds 10
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases outcomes --tasks sst2 --seeds 10
     python -m benchmarks.evidence --out benchmarks/results/evidence --phases rows --seeds 10 --rows-seeds 1-8
+    python -m benchmarks.evidence --out benchmarks/results/evidence --phases untrained --tasks instruct
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
     python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
@@ -39,6 +40,8 @@ stands in for dev):
             without training, with each ``--rows-seeds`` value as its ``search_seed`` (the rows its trials train
             and are scored on): how far does another draw of rows move the choice? (benchmarks.evidence.rows;
             ``rows/report.md``.)
+    untrained (only when named) each task's model scored before its first step, on the selection split and
+            the seed runs' split: the floor a run must clear (``untrained/<task>-<init>.json``).
 
 Resumable: every run writes ``runs/<task>/<kind>/<run id>.json`` atomically when it ends and a rerun skips
 it; ``--max-hours`` stops starting runs after that long. Tasks run in the order given (priority order), the
@@ -62,9 +65,9 @@ from benchmarks.evidence.runner import BudgetSpent, Runner
 from benchmarks.evidence.runs import Paths
 from benchmarks.evidence.tasks import RECIPES, Protocol, ladder_lr, smoke_recipe
 
-PHASES = ("pilot", "select", "seeds", "auto", "report", "replay", "budgets", "outcomes", "rows")
+PHASES = ("pilot", "select", "seeds", "auto", "report", "replay", "budgets", "outcomes", "rows", "untrained")
 SEARCHED = ("auto-lr", "auto-ratio", "auto", "auto-lr-rows")  # the variants whose runs search
-DEFAULT_PHASES = PHASES[:-4]  # replay, budgets, outcomes and rows run only when named
+DEFAULT_PHASES = PHASES[:5]  # the others run only when named
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("LIT_LORAPLUS_DATA", REPO.parent / "shared" / "data"))
 
@@ -240,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                 except BudgetSpent as stop:
                     print(stop, flush=True)
         print(f"wrote {write_budget_report(args.out, list(RECIPES))}", flush=True)  # every task searched so far
+    if "untrained" in args.phases:
+        for task in args.tasks:
+            runner.untrained(task)
     if "rows" in args.phases:
         for task in args.tasks:
             runner.rows(task, args.rows_variant, args.rows_run_seed, args.rows_seeds)

@@ -25,7 +25,16 @@ from benchmarks.evidence.auto import VARIANTS, largest_score_change, search_diff
 from benchmarks.evidence.budgets import outcomes, scaled_budget, trained_cell
 from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.rows import with_rows_seed
-from benchmarks.evidence.runs import SELECTION_SEED, Kind, Paths, RunSpec, prepare_inputs, search_only, train
+from benchmarks.evidence.runs import (
+    SELECTION_SEED,
+    Kind,
+    Paths,
+    RunSpec,
+    prepare_inputs,
+    search_only,
+    train,
+    untrained,
+)
 from benchmarks.evidence.search import ArmSearch, Cell, search_arm
 from benchmarks.evidence.tasks import Protocol, Recipe
 from benchmarks.harness.results import write_json_atomic
@@ -311,6 +320,20 @@ class Runner:
             base = variant_spec(variant, task, init, seed, self.protocol, self.recipes[task])
             for rows_seed in rows_seeds:
                 self._search_again(with_rows_seed(base, rows_seed), "rows", "rows search")
+
+    def untrained(self, task: str) -> None:
+        """Score ``task``'s model before its first step (:func:`~benchmarks.evidence.runs.untrained`), once per init:
+        ``untrained/<task>-<init>.json``, skipped where it exists."""
+        for init in self.inits:
+            path = self.paths.out / "untrained" / f"{task}-{init}.json"
+            if path.exists() or not claim(path):
+                continue
+            try:
+                record = untrained(task, init, self.recipes[task], self.paths)
+                write_json_atomic(path, record)
+                print(f"untrained {task}-{init}: {record['scores']}", flush=True)
+            finally:
+                release(path)
 
     def _search_again(self, spec: RunSpec, folder: str, label: str) -> None:
         """Make ``spec``'s search record, without training, under ``<folder>/<task>/`` unless it exists or another

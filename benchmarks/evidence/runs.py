@@ -306,7 +306,38 @@ def train(spec: RunSpec, recipe: Recipe, paths: Paths, prefix: Record | None = N
         "resumed_from": recipe.rung_step if resume else None,
         "search": module.search_record,
         "timing": recorder.timing(started) | {"torch_threads": torch.get_num_threads()},
-        "versions": {"lit_loraplus": lit_loraplus.__version__, "torch": torch.__version__,
-                     "lightning": L.__version__, "transformers": transformers.__version__,
-                     "peft": peft.__version__, "python": sys.version.split()[0]},
-    }  # fmt: skip
+        "versions": versions(),
+    }
+
+
+def versions() -> dict[str, str]:
+    """The versions a record was made with (this package, torch, Lightning, transformers, PEFT, Python)."""
+    return {"lit_loraplus": lit_loraplus.__version__, "torch": torch.__version__, "lightning": L.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__,
+            "python": sys.version.split()[0]}  # fmt: skip
+
+
+def untrained(task: str, init: str, recipe: Recipe, paths: Paths) -> Record:
+    """What a task's model scores before its first step: the floor a run must clear to have learned anything.
+
+    Scored as the runs are, on the selection split and on the split seed runs are scored on (GLUE dev, a causal
+    task's test file), with seed 0's initialisation. With the standard init (B = 0) the adapters change nothing,
+    so a causal LM scores as its base model; a classifier's new head is random, so its score is one draw.
+
+    Args:
+        task: The task key.
+        init: ``standard`` or ``loraplus``.
+        recipe: The task's settings.
+        paths: Inputs.
+
+    Returns:
+        ``task``, ``init``, ``recipe``, ``scores`` (split → ``{"loss", <metric>: value}``) and ``versions``.
+    """
+    scores = {}
+    for kind, split in (("pilot", "selection"), ("seed", recipe.test_split)):
+        spec = RunSpec(task, init, 1e-3, 4.0, SELECTION_SEED, kind)  # the rates are never used: no step is taken
+        module, data = build_run(spec, recipe, paths)
+        (found,) = run_trainer(spec, recipe, paths, []).validate(module, data, verbose=False)
+        scores[split] = {key.removeprefix("val/"): float(value) for key, value in found.items() if "/" in key
+                         and key.count("/") == 1}  # fmt: skip
+    return {"task": task, "init": init, "recipe": asdict(recipe), "scores": scores, "versions": versions()}
