@@ -12,9 +12,11 @@ import pytest
 @pytest.mark.subprocess
 def test_smoke(tmp_path: Path, minilm_path: Path, run_python) -> None:
     """Every measurement writes its blocks and ratios; grouping pads fewer tokens than the plain shuffle; the
-    AdamW variants run on both adapters; the compile blocks run after a timed compilation."""
+    AdamW variants run on both adapters; the compile blocks run after a timed compilation; the precision blocks
+    time fp32 against bf16 autocast and say whether the CPU has bf16 instructions."""
     out = tmp_path / "fp.json"
-    args = ["--smoke", "--compile-backend", "eager", "--out", str(out)]
+    args = ["--smoke", "--compile-backend", "eager", "--out", str(out), "--only", "group_by_length", "adamw",
+            "compile", "precision"]  # fmt: skip
     done = run_python("-m", "benchmarks.performance.fast_paths", *args)
     result = json.loads(out.read_text())
     grouped = result["group_by_length"]
@@ -23,5 +25,8 @@ def test_smoke(tmp_path: Path, minilm_path: Path, run_python) -> None:
     for name, adamw in result["adamw"].items():
         assert adamw["tensors"] > 0 and set(adamw["ratios"]) == {"foreach", "fused"}, name
     assert result["compile"]["compile_s"] > 0 and set(result["compile"]["ratios"]) == {"compiled"}
-    for header in ("| grouped |", "| adapter | tensors |", "| compiled |"):
+    precision = result["precision"]
+    assert set(precision["ratios"]) == {"bf16-mixed"} and precision["ratios"]["bf16-mixed"]["median_s"]["median"] > 0
+    assert set(precision["cpu_bf16_instructions"]) <= {"avx512_bf16", "amx_bf16"}
+    for header in ("| grouped |", "| adapter | tensors |", "| compiled |", "| bf16-mixed |"):
         assert header in done.stdout, header

@@ -2,8 +2,9 @@
 
     python -m benchmarks.performance.fast_paths --out benchmarks/results/fast_paths.json  # ≈ 11-15 min on 2 cores
     python -m benchmarks.performance.fast_paths --out /tmp/fp.json --smoke               # tiny models, seconds
+    python -m benchmarks.performance.fast_paths --out benchmarks/results/precision_cpu.json --only precision
 
-Three measurements, each as interleaved blocks (baseline, variant, baseline, ...; order rotated every
+Four measurements, each as interleaved blocks (baseline, variant, baseline, ...; order rotated every
 round) inside one process, so that the ±20 % spread between processes on this VM cancels:
 
 ``group_by_length``
@@ -18,6 +19,9 @@ round) inside one process, so that the ±20 % spread between processes on this V
     ``optimizer.step()`` with fixed gradients, on MiniLM (r 8, query/value, and the head: 26 tensors) and on a
     SmolLM2-135M-shaped Llama (30 layers, r 8 on the 7 projections: 420 tensors), and its share of
     a MiniLM training step.
+``precision`` (only when named in ``--only``; ``results/precision_cpu.json``)
+    fp32 against bf16 autocast (what ``bf16-mixed`` runs on a CPU): the median training-step time on MiniLM at a
+    fixed 32 × 64 batch, and whether the CPU has bf16 instructions (without them, torch emulates bf16).
 ``compile``
     ``nn.Module.compile()`` (the module's ``compile=True``) against eager: the median training-step
     time on MiniLM at a fixed 32 × 64 batch after the compiled model's warm-up, and the time that
@@ -59,12 +63,15 @@ def optimizer(model: Any, **kwargs: Any) -> Any:
     return configure_loraplus_optimizers(model, lr=2e-4, ratio=16.0, total_steps=10_000, **kwargs)["optimizer"]
 
 
-def train_steps(model: Any, opt: Any, batches: list[dict[str, Any]]) -> list[float]:
-    """One training step (forward, backward, optimizer) per batch; the wall time of each."""
+def train_steps(model: Any, opt: Any, batches: list[dict[str, Any]], bf16: bool = False) -> list[float]:
+    """One training step (forward, backward, optimizer) per batch; the wall time of each. ``bf16``: the forward
+    under CPU bf16 autocast, as Lightning's ``bf16-mixed`` runs it (the backward follows the forward's dtypes)."""
     times = []
     for batch in batches:
         start = time.perf_counter()
-        model(**batch).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
@@ -181,7 +188,35 @@ def compile_(args: argparse.Namespace) -> dict[str, Any]:
     return {"compile_s": compile_s, **blocks(["eager", "compiled"], args.rounds, run, "eager")}
 
 
-MEASUREMENTS = {"group_by_length": group_by_length, "adamw": adamw, "compile": compile_}
+def cpu_bf16_instructions() -> list[str]:
+    """The bf16 instruction sets this CPU reports (``avx512_bf16``, ``amx_bf16``); empty where it has none or
+    does not say (no ``/proc/cpuinfo``)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def precision(args: argparse.Namespace) -> dict[str, Any]:
+    """fp32 against bf16 autocast (``bf16-mixed``; ``16-mixed`` on a CPU too) training steps on MiniLM at a fixed
+    batch shape, with the bf16 instruction sets the CPU has: without them torch emulates bf16 matrix products."""
+    model = minilm_lora(**LORA, smoke=args.smoke)
+    opt = optimizer(model)
+    batch = 8 if args.smoke else 32
+    batches = split_batches(token_rows(args.steps * batch, 64, model.config.vocab_size), batch)
+
+    def run(variant: str, _: int) -> list[float]:
+        return train_steps(model, opt, batches, bf16=variant == "bf16-mixed")
+
+    found = {
+        "cpu_bf16_instructions": cpu_bf16_instructions(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    return found | blocks(["32-true", "bf16-mixed"], args.rounds, run, "32-true")
+
+
+MEASUREMENTS = {"group_by_length": group_by_length, "adamw": adamw, "compile": compile_, "precision": precision}
 
 
 def fmt(s: dict[str, Any]) -> str:
@@ -218,6 +253,17 @@ def report(result: dict[str, Any]) -> str:
                 [["compiled", fmt(c["ratios"]["compiled"]["median_s"])]],
             )
         )
+    if p := result.get("precision"):
+        base = statistics.median(r["32-true"]["median_s"] for r in p["rounds"])
+        ratio = p["ratios"]["bf16-mixed"]["median_s"]
+        parts.append(
+            f"precision: CPU bf16 instructions {p['cpu_bf16_instructions'] or 'none'} ({p['cpu_capability']}); "
+            f"32-true median step {base:.3f} s.\n\n"
+            + markdown_table(
+                ["variant", "median step / 32-true (median [min, max])"],
+                [["bf16-mixed", f"{ratio['median']:.2f}× [{ratio['min']:.2f}, {ratio['max']:.2f}]"]],
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -225,7 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the chosen measurements, writing ``--out`` after each, and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON results")
-    parser.add_argument("--only", nargs="+", choices=list(MEASUREMENTS), default=list(MEASUREMENTS))
+    parser.add_argument(
+        "--only", nargs="+", choices=list(MEASUREMENTS), default=[m for m in MEASUREMENTS if m != "precision"]
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="training steps per block")
     parser.add_argument("--glue-dir", type=Path, default=DATA / "glue")
