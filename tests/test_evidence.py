@@ -844,3 +844,27 @@ def test_untrained_phase_scores_the_base_model_before_any_step(
     capsys.readouterr()
     assert main(argv) == 0
     assert "untrained instruct" not in capsys.readouterr().out
+
+
+def test_the_fall_back_bar_paragraph_quotes_the_records() -> None:
+    """The choosing-ratio guide's case for a bar without a margin: SST-2's small leads that chose the grid's best
+    (seeds 4 and 10 of ``auto-lr-rows``) and MRPC's seed 5, a lead won by chance, as the committed records have
+    them."""
+    repo = Path(__file__).resolve().parents[1]
+    page = " ".join((repo / "docs/guides/choosing-ratio.md").read_text().split())
+
+    def record(task: str, variant: str, seed: int) -> dict:
+        path = repo / "benchmarks/results/evidence/runs" / task / "auto" / f"{task}-standard-{variant}-seed{seed}.json"
+        return json.loads(path.read_text())
+
+    leads = []
+    for seed in (4, 10):
+        search = record("sst2", "auto-lr-rows", seed)["search"]
+        assert search["chosen"]["lr"] == 0.00215 and not search["fell_back"]
+        leads.append(f"{search['constant_score'] - search['best_cell']['score']:.4f}")
+    gain = record("sst2", "default", 4)["final"]["loss"] - record("sst2", "auto-lr-rows", 4)["final"]["loss"]
+    assert f"by only {leads[0]} and {leads[1]}" in page and f"seed 4's run ended {gain:.4f} below" in page
+    mrpc = record("mrpc", "auto-lr", 5)
+    loss = mrpc["final"]["loss"] - record("mrpc", "default", 5)["final"]["loss"]
+    assert mrpc["search"]["chosen"]["lr"] == 0.00215
+    assert f"MRPC's seed 5 (`search_seed: 0`) trained 2.15e-3 and ended {loss:.4f} above" in page
