@@ -64,3 +64,23 @@ def test_the_ratio_guide_quotes_the_committed_quickstart_records() -> None:
         final = [json.loads((runs / f"{variant}-seed{s}.json").read_text())["evals"][-1]["accuracy"] for s in range(5)]
         quoted = ", ".join(f"{a:.3f}" for a in final[:-1]) + f" and {final[-1]:.3f}"
         assert quoted in guide, (variant, quoted)
+
+
+def test_the_guides_ratio_auto_quickstart_numbers_are_the_records() -> None:
+    """The choosing-ratio guide's ``ratio: auto`` quickstart bullet quotes the committed records: each seed's
+    choice, its final accuracy against the defaults' on the same seed, and the fall-back run that equals the
+    defaults' run at every validation."""
+    repo = Path(__file__).resolve().parents[1]
+    runs = repo / "benchmarks/results/quickstart_auto/runs"
+    guide = " ".join((repo / "docs/guides/choosing-ratio.md").read_text().split())
+
+    def record(variant: str, seed: int) -> dict:
+        return json.loads((runs / f"{variant}-seed{seed}.json").read_text())
+
+    auto, defaults = [record("ratio-auto", s) for s in range(3)], [record("defaults", s) for s in range(3)]
+    assert [r["search"]["chosen"]["ratio"] for r in auto] == [16.0, 4.0, 16.0]
+    assert auto[1]["search"]["fell_back"] and auto[1]["evals"] == defaults[1]["evals"]
+    final = [[r["evals"][-1]["accuracy"] for r in rs] for rs in (auto, defaults)]
+    quoted = f"ended at {final[0][0]:.3f} and {final[0][2]:.3f}, against the defaults' (λ = 4) {final[1][0]:.3f} and "
+    assert quoted + f"{final[1][2]:.3f}" in guide
+    assert " / ".join(f"{e['accuracy']:.3f}" for e in auto[1]["evals"]) in guide
