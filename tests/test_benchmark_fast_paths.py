@@ -30,3 +30,17 @@ def test_smoke(tmp_path: Path, minilm_path: Path, run_python) -> None:
     assert set(precision["cpu_bf16_instructions"]) <= {"avx512_bf16", "amx_bf16"}
     for header in ("| grouped |", "| adapter | tensors |", "| compiled |", "| bf16-mixed |"):
         assert header in done.stdout, header
+
+
+def test_the_bf16_cost_the_docs_quote_is_the_committed_measurement() -> None:
+    """The overhead page and troubleshooting quote bf16 autocast's step time on a CPU without bf16 instructions
+    as ``results/precision_cpu.json`` has it (its median ratio, and the range on the overhead page)."""
+    repo = Path(__file__).resolve().parents[1]
+    result = json.loads((repo / "benchmarks/results/precision_cpu.json").read_text())["precision"]
+    assert result["cpu_bf16_instructions"] == []
+    ratio = result["ratios"]["bf16-mixed"]["median_s"]
+    overhead, troubleshooting = (" ".join((repo / "docs" / page).read_text().split())
+                                 for page in ("benchmarks/overhead.md", "guides/troubleshooting.md"))  # fmt: skip
+    assert f"about {ratio['median']:.0f}× its fp32 time" in overhead
+    assert f"{ratio['min']:.1f}–{ratio['max']:.1f}× over {len(result['rounds'])} rounds" in overhead
+    assert f"about {ratio['median']:.0f}× its fp32 time" in troubleshooting

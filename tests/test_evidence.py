@@ -33,9 +33,9 @@ from benchmarks.evidence.budgets import (
     step_down_changes,
     stepped_cell,
 )
-from benchmarks.evidence.common import median_interval, paired_difference, steps_to_reach, t_interval
+from benchmarks.evidence.common import median_interval, paired_difference, read_records, steps_to_reach, t_interval
 from benchmarks.evidence.report import steps_to_target
-from benchmarks.evidence.rows import choice_counts, rows_table, with_rows_seed
+from benchmarks.evidence.rows import choice_counts, rows_seed_of, rows_table, with_rows_seed
 from benchmarks.evidence.runs import Paths, RunSpec, build_run, train
 from benchmarks.evidence.search import ArmSearch, extension, horizon_bias, promote, search_arm
 from benchmarks.evidence.tasks import RECIPES, Protocol, SelectionGlueDataModule, ladder_lr, ladder_step, smoke_recipe
@@ -879,3 +879,21 @@ def test_the_untrained_floor_the_pages_quote_is_the_committed_record() -> None:
     page = " ".join((repo / "docs/benchmarks/evidence.md").read_text().split())
     assert f"the untrained model gets {accuracy:.3f} of the selection file's response tokens" in page
     assert RECIPES["instruct"].learn_threshold > accuracy
+
+
+def test_the_guides_rows_sentence_is_the_rows_records() -> None:
+    """The choosing-ratio guide's "searched again on 8 other draws" counts are those of the committed ``rows``
+    records of each task (seed 1, ``search_seed`` 1–8), as searched and, for SST-2, under ``step_down``."""
+    repo = Path(__file__).resolve().parents[1]
+    guide = " ".join((repo / "docs/guides/choosing-ratio.md").read_text().split())
+    names = {"0.00464": "4.64e-3", "0.00215": "2.15e-3", "0.001": "1e-3", "0.000464": "4.64e-4", "0.000215": "2.15e-4"}
+
+    def as_guide(counts: str) -> str:
+        return ", ".join(f"{names[part.split(' ', 1)[0]]} {part.split(' ', 1)[1]}" for part in counts.split(", "))
+
+    for task, label in (("sst2", "SST-2"), ("mrpc", "MRPC"), ("cola", "CoLA"), ("instruct", "the causal task")):
+        records = read_records(repo / "benchmarks/results/evidence/rows" / task)
+        assert sorted(rows_seed_of(r) for r in records) == list(range(1, 9)), task
+        assert f"{label} {as_guide(choice_counts(records))}" in guide, task
+    sst2 = read_records(repo / "benchmarks/results/evidence/rows/sst2")
+    assert f"the default `step_down` trains as {as_guide(choice_counts(sst2, stepped_cell))}" in guide
