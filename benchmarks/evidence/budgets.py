@@ -25,7 +25,8 @@ from typing import Any
 from benchmarks.evidence.common import Record, format_interval, paired_difference, read_records
 from benchmarks.evidence.runs import RunSpec
 from benchmarks.evidence.search import Cell
-from lit_loraplus.core.search import halving_rungs, plan_cost, step_down
+from lit_loraplus.core.search import DEFAULT_LR, halving_rungs, plan_cost, step_down
+from lit_loraplus.core.settings import DEFAULT_RATIO
 from lit_loraplus.training.search import search_settings
 
 
@@ -112,7 +113,7 @@ def budget_table(base: list[Record], scaled: dict[float, list[Record]], runs: li
     by_seed = {r["spec"]["seed"]: r for r in base}
     factors = sorted(scaled)
     extra = [f"budget ×{f:g} ({_steps(scaled[f])} steps)" for f in factors]
-    lines = [f"| seed | budget ×1 ({_steps(base)} steps) | " + " | ".join(extra) + " |",
+    lines = ["| " + " | ".join(["seed", f"budget ×1 ({_steps(base)} steps)", *extra]) + " |",
              "|---|---|" + "---|" * len(factors)]  # fmt: skip
     for seed, record in sorted(by_seed.items()):
         cells = [_choice(record["search"], float(record["final"]["loss"]))]
@@ -132,8 +133,9 @@ def budget_differences(
     cell_of: Callable[[Record], Cell] = trained_cell,
 ) -> list[str]:
     """One task's paired dev-loss differences, per budget: the runs of its choices (where they exist) against every
-    run of the best grid cell on the same seed (its seed runs, and ``auto`` or ``outcome`` runs that trained it) and
-    against the ``random`` variant's, seed by seed.
+    run of the best grid cell on the same seed (its seed runs, and ``auto`` or ``outcome`` runs that trained it),
+    against the ``random`` variant's and against every run of the package's defaults (η_A, λ) on the same seed
+    (the ``default`` variant's, and runs whose search chose or fell back to that cell), seed by seed.
 
     Args:
         base: The ``auto-lr-rows`` records (their search and their own run).
@@ -145,7 +147,8 @@ def budget_differences(
     """
     losses = outcomes(runs)
     random = {r["spec"]["seed"]: float(r["final"]["loss"]) for r in runs if r["spec"].get("variant") == "random"}
-    baselines = {"random": random}
+    defaults = {k[0]: v for k, v in losses.items() if k[1:] == (DEFAULT_LR, DEFAULT_RATIO)}
+    baselines = {"random": random, "defaults": defaults}
     if best_cell is not None:
         baselines = {"best cell": {k[0]: v for k, v in losses.items() if k[1:] == best_cell}} | baselines
     columns = {f: records for f, records in ({1.0: base} | scaled).items() if records}
@@ -231,7 +234,7 @@ def _steps(records: list[Record]) -> str:
 
 def write_budget_report(out: Path, tasks: list[str]) -> Path:
     """``budgets/report.md`` from the records of the ``budgets`` phase and the runs of ``tasks`` (see the module);
-    a task without such records is left out."""
+    a task with neither ``budgets`` records nor searched ``auto-lr-rows`` runs is left out."""
     intro = ("Generated from the records by `python -m benchmarks.evidence --phases budgets`. Each entry: the η_A "
              "the search chose (λ = 4), and the dev loss of a committed run of that cell on that seed.")  # fmt: skip
     lines = ["# lr: auto against the length of its trials", "", intro, ""]
@@ -239,15 +242,15 @@ def write_budget_report(out: Path, tasks: list[str]) -> Path:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for task in tasks:
         scaled_records = read_records(out / "budgets" / task)
-        if not scaled_records:
-            continue
         runs = read_records(out / "runs" / task)
-        base = [r for r in runs if r["spec"].get("variant") == "auto-lr-rows"]
+        base = [r for r in runs if r["spec"].get("variant") == "auto-lr-rows" and r.get("search")]
+        if not (scaled_records or base):
+            continue
         scaled: dict[float, list[Record]] = {}
         for record in scaled_records:
             factor = float(record["spec"]["variant"].rsplit("budgetx", 1)[1])
             scaled.setdefault(factor, []).append(record)
-        key = f"{task}-{scaled_records[0]['spec']['init']}"
+        key = f"{task}-{(scaled_records or base)[0]['spec']['init']}"
         cell = summary.get(key, {}).get("auto_reference", {}).get("cell")
         best_cell = (float(cell[0]), float(cell[1])) if cell else None
         lines += [f"## {task}", "", *budget_table(base, scaled, runs), ""]

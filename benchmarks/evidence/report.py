@@ -202,9 +202,13 @@ def markdown(summary: dict[str, Any]) -> str:
                       f"split): {final} at step {pilot['final'].get('step')}, {pilot['step_cpu_s']:.3f} CPU s/step; "
                       f"learns: {pilot['learns']}.", ""]  # fmt: skip
         split = held_out_split(task["recipe"])
-        header = ["arm", "choice (η_A, λ)", "cells rung 0 / N", "η_A grid", "seeds", *(f"{split} {k}" for k in keys)]
-        lines += ["| " + " | ".join([*header, "learns"]) + " |", "|" + "---|" * (len(header) + 1)]
-        lines += [_arm_row(arm, info, keys) for arm, info in task["arms"].items()]
+        if task["runs"]:
+            header = ["arm", "choice (η_A, λ)", "cells rung 0 / N", "η_A grid", "seeds"]
+            header += [f"{split} {k}" for k in keys]
+            lines += ["| " + " | ".join([*header, "learns"]) + " |", "|" + "---|" * (len(header) + 1)]
+            lines += [_arm_row(arm, info, keys) for arm, info in task["arms"].items()]
+        else:
+            lines.append("No grid: this task has no selection or seed runs, so no best cell to compare with.")
         lines.append("")
         for key in keys:
             diff = task["paired"][key]
@@ -213,8 +217,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += [_horizon(arm, info["horizon"]) for arm, info in task["arms"].items() if info.get("horizon")]
         lines.append(f"- {task['runs']} runs, {task['cpu_hours']:.2f} CPU hours.")
         if extra := task.get("outcome_runs"):
-            lines.append(f"- {extra['runs']} outcome runs: cells a search of the budgets phase chose, trained as "
-                         f"seed runs (budgets/report.md), {extra['cpu_hours']:.2f} CPU hours.")  # fmt: skip
+            lines.append(f"- {extra['runs']} outcome runs: cells a budgets search or the step-down rule chose, "
+                         f"trained as seed runs (budgets/report.md), {extra['cpu_hours']:.2f} CPU hours.")  # fmt: skip
         lines.append("")
         if "auto" in task:
             lines += markdown_auto(task["auto"], task["auto_reference"], split)

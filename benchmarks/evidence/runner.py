@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.evidence.auto import VARIANTS, largest_score_change, search_differences, variant_spec
-from benchmarks.evidence.budgets import outcomes, scaled_budget, trained_cell
+from benchmarks.evidence.budgets import outcomes, scaled_budget, stepped_cell, trained_cell
 from benchmarks.evidence.common import Record, as_float, read_records
 from benchmarks.evidence.rows import with_rows_seed
 from benchmarks.evidence.runs import (
@@ -351,15 +351,22 @@ class Runner:
 
     def budget_outcomes(self, task: str) -> None:
         """Train, as an ``outcome`` run (a seed run kept apart from the grid's: scored on dev, the recipe's full
-        length, under ``runs/<task>/outcome/``), each cell a ``budgets`` search chose that no dev-scored run of its
-        seed has trained, so the budget report gives every choice its outcome. A run that chose a cell trains
-        exactly as a run with that cell fixed, so the outcome run is the choice's run."""
-        done = outcomes(read_records(self.paths.out / "runs" / task))
+        length, under ``runs/<task>/outcome/``), each cell that no dev-scored run of its seed has trained among:
+        the cells the ``budgets`` searches chose, and the cells ``search_edge: step_down`` (the package's default)
+        would train instead of the best cell of an ``auto-lr-rows`` or ``budgets`` search made with ``keep``
+        (:func:`~benchmarks.evidence.budgets.stepped_cell`). The budget report then gives every choice, kept or
+        stepped down, its outcome. A run that chose a cell trains exactly as a run with that cell fixed, so the
+        outcome run is the choice's run. The stepped cells of the ``auto-lr-rows`` runs go first."""
+        runs = read_records(self.paths.out / "runs" / task)
+        done = outcomes(runs)
+        base = [r for r in runs if r["spec"].get("variant") == "auto-lr-rows"]
+        wanted = [(r["spec"], stepped_cell(r)) for r in base]
         for record in read_records(self.paths.out / "budgets" / task):
-            spec, cell = record["spec"], trained_cell(record)
+            wanted += [(record["spec"], trained_cell(record)), (record["spec"], stepped_cell(record))]
+        for spec, cell in wanted:
             if spec["init"] in self.inits and (spec["seed"], *cell) not in done:
                 self.run(RunSpec(task, spec["init"], *cell, spec["seed"], "outcome"))
-                done[(spec["seed"], *cell)] = math.nan  # claimed or trained: not again for another factor
+                done[(spec["seed"], *cell)] = math.nan  # claimed or trained: not again for another record
 
     def _replay(self, spec: RunSpec, rtol: float) -> list[str]:
         """The differences between ``spec``'s record (if it has a search) and its replay; prints the outcome."""
