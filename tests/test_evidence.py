@@ -433,7 +433,9 @@ def test_the_headline_tables_quote_the_committed_summary(page: str) -> None:
     repo = Path(__file__).resolve().parents[1]
     summary = json.loads((repo / "benchmarks/results/evidence/summary.json").read_text())
     rows = [line for line in (repo / page).read_text().replace("−", "-").splitlines() if line.startswith("| ")]
-    for key, results in summary.items():
+    grids = {key: results for key, results in summary.items() if results["runs"]}  # STS-B has no grid
+    assert sorted(grids) == ["cola-standard", "instruct-standard", "mrpc-standard", "sst2-standard"]
+    for key, results in grids.items():
         arms, paired = results["arms"], results["paired"]["loss"]
         losses = [arms[a]["seeds"]["final"]["loss"] for a in ("lora", "loraplus")]
         cells = [f"{loss['mean']:.3f} ± {loss['half_width']:.3f}" for loss in losses]
@@ -938,3 +940,45 @@ def test_outcomes_train_the_step_down_cell_of_a_top_edge_choice_on_the_regressio
     assert main([*argv, "--phases", "report"]) == 0  # a task without a grid: its zero-tuning runs only
     text = (out / "report.md").read_text()
     assert "No grid: this task has no selection or seed runs" in text and "| auto-lr-rows | 2 |" in text
+    assert not (out / "figures" / "selection_stsb-standard.png").exists()
+
+
+def test_the_sts_b_paragraphs_are_the_records() -> None:
+    """The evidence page's and the guide's STS-B numbers are those of the committed records: every default-budget
+    search fell back (best trials and the mean's scores as quoted), the defaults' dev loss and correlation over the
+    5 seeds, seed 1's run equal to the ``default`` variant's at every evaluation, the untrained MSE, and the
+    four-times-budget searches (4 fell back, seed 1's choice and its outcome run)."""
+    repo = Path(__file__).resolve().parents[1]
+    results = repo / "benchmarks/results/evidence"
+    evidence = " ".join((repo / "docs/benchmarks/evidence.md").read_text().split())
+    guide = " ".join((repo / "docs/guides/choosing-ratio.md").read_text().split())
+    runs = read_records(results / "runs/stsb")
+    searched = sorted((r for r in runs if r["spec"].get("variant") == "auto-lr-rows"), key=lambda r: r["spec"]["seed"])
+    assert [r["spec"]["seed"] for r in searched] == [1, 2, 3, 4, 5] and all(r["search"]["fell_back"] for r in searched)
+    best = [r["search"]["best_cell"]["score"] for r in searched]
+    prior = [r["search"]["constant_score"] for r in searched]
+    quoted = f"scored {min(best):.2f}–{max(best):.2f}"
+    assert f"{quoted} on its held-out rows against {min(prior):.2f}–{max(prior):.2f}" in evidence
+    assert f"{quoted} against {min(prior):.2f}–{max(prior):.2f}" in guide
+    lrs = [r["search"]["best_cell"]["lr"] for r in searched]
+    assert (lrs.count(0.00464), lrs.count(0.00215)) == (4, 1) and "4.64e-3 on 4 seeds, 2.15e-3 on 1)" in evidence
+    loss = t_interval([r["final"]["loss"] for r in searched])
+    pearson = t_interval([r["final"]["pearson"] for r in searched])
+    assert f"dev loss {loss['mean']:.3f} ± {loss['half_width']:.3f}" in evidence
+    assert f"Pearson correlation {pearson['mean']:.3f} ± {pearson['half_width']:.3f}" in evidence
+    default = json.loads((results / "runs/stsb/auto/stsb-standard-default-seed1.json").read_text())
+    assert default["evals"] == searched[0]["evals"]
+    untrained = json.loads((results / "untrained/stsb-standard.json").read_text())["scores"]
+    assert f"{untrained['selection']['loss']:.2f} on the selection split and {untrained['dev']['loss']:.2f}" in evidence
+    scaled = sorted(read_records(results / "budgets/stsb"), key=lambda r: r["spec"]["seed"])
+    kept = [r for r in scaled if not r["search"]["fell_back"]]
+    assert len(scaled) == 5 and [r["spec"]["seed"] for r in kept] == [1]
+    assert f"four times the budget still fell back on {len(scaled) - len(kept)} seeds of {len(scaled)}" in guide
+    gaps = [r["search"]["best_cell"]["score"] - r["search"]["constant_score"] for r in scaled if r not in kept]
+    assert f"0.{round(min(gaps) * 1000):03d}–0.{round(max(gaps) * 1000):03d} above the mean's score" in evidence
+    search = kept[0]["search"]
+    assert search["chosen"]["lr"] == 0.000464
+    assert f"chose 4.64e-4 ({search['best_cell']['score']:.3f} against {search['constant_score']:.3f})" in evidence
+    outcome = json.loads((results / "runs/stsb/outcome/stsb-standard-lr0.000464-ratio4-seed1.json").read_text())
+    gap = outcome["final"]["loss"] - default["final"]["loss"]
+    assert f"{outcome['final']['loss']:.3f}, {gap:.3f} above the defaults' {default['final']['loss']:.3f}" in evidence

@@ -243,7 +243,8 @@ def write_report(runner: Runner) -> dict[str, Any]:
                 summary[f"{task}-{init}"] = found
     write_json_atomic(out / "summary.json", summary)
     for name, task in summary.items():
-        figures.plot_selection(name, task["arms"], out / "figures" / f"selection_{name}.png")
+        if task["runs"]:  # a task without a grid has nothing to plot
+            figures.plot_selection(name, task["arms"], out / "figures" / f"selection_{name}.png")
         if "curves" in task:
             split = held_out_split(task["recipe"])
             figures.plot_curves(name, task["curves"], out / "figures" / f"curves_{name}.png", split)
