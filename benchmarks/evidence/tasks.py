@@ -159,7 +159,7 @@ RECIPES = {
     "cola": Recipe("cola", steps=800, batch_size=32, max_length=64, selection_rows=500, target_modules=ALL,
                    metric="matthews", learn_threshold=0.2, head_lr=1e-2, rung_fraction=0.5,
                    pilot_lr=ladder_lr(-11), pilot_ratio=16.0),
-    # The regression task (`lr: auto` out of sample; no grid yet): 5,249 sentence pairs left after the selection
+    # The regression task (`lr: auto` out of sample; no grid): 5,249 sentence pairs left after the selection
     # split (≈ 1.2 epochs of batch 16), scored by MSE on a 0–5 similarity score (no pair is longer than 125 tokens).
     # A fresh regression head starts near 0 against a label mean of 2.7: before the first step the MSE is 9.14 on
     # the selection split and 7.78 on dev (untrained/stsb-standard.json), against 2.25 for dev's own label mean. At
