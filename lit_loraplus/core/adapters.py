@@ -56,6 +56,39 @@ def saved_copy_modules(wrapper: ModulesToSaveWrapper) -> Iterator[nn.Module]:
     yield from wrapper.modules_to_save.modules()
 
 
+def regression_head_bias(model: nn.Module) -> tuple[str, nn.Parameter]:
+    """The output bias of a regression head: the one trainable linear layer with a single output and a bias
+    inside a ``modules_to_save`` copy (``classifier`` of BERT-like models, ``classifier.out_proj`` of RoBERTa).
+
+    Args:
+        model: A PEFT model that trains its head as a ``modules_to_save`` copy.
+
+    Returns:
+        ``(name, bias)``: the bias's short parameter name (as :func:`short_name` gives it) and the parameter of the
+        trainable copy (the original module's bias is left alone).
+
+    Raises:
+        ValueError: If the trainable copies hold no such layer (a classifier with several outputs, a head without a
+            bias) or several.
+    """
+    found = [
+        (short_name(f"{path}.modules_to_save.{local}.bias"), module.bias)
+        for path, wrapper in model.named_modules()
+        if isinstance(wrapper, ModulesToSaveWrapper)
+        for local, module in wrapper.modules_to_save.named_modules()
+        if isinstance(module, nn.Linear) and module.out_features == 1
+        and module.bias is not None and module.bias.requires_grad
+    ]  # fmt: skip
+    if len(found) != 1:
+        heads = [short_name(path) for path, m in model.named_modules() if isinstance(m, ModulesToSaveWrapper)]
+        raise ValueError(
+            f"`head_bias='label_mean'` sets the bias of a regression head (a trained linear layer with one output "
+            f"and a bias), but the trained head modules {heads} hold {len(found)} such layers: set "
+            "`head_bias='model'`, or give the model a one-output head with a bias (num_labels=1)."
+        )
+    return found[0]
+
+
 def token_delta_parameters(layer: TrainableTokensLayer) -> Iterator[nn.Parameter]:
     """The trainable-token deltas of a ``trainable_token_indices`` layer."""
     yield from layer.trainable_tokens_delta.parameters()

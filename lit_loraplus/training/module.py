@@ -14,11 +14,13 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from peft import PeftModel, prepare_model_for_kbit_training
 from torch import Tensor, nn
 from typing_extensions import override
 
+from lit_loraplus.core.adapters import regression_head_bias
 from lit_loraplus.core.checks import raise_problems
 from lit_loraplus.core.model import (
     Init,
@@ -47,8 +49,9 @@ from lit_loraplus.training.export import save_adapter
 from lit_loraplus.training.precision import warn_half_precision_adapters
 from lit_loraplus.training.predict import predict_rows
 from lit_loraplus.training.search import search, search_pending, search_strategy_problems
+from lit_loraplus.training.search_data import training_label_mean
 from lit_loraplus.training.search_report import report_search
-from lit_loraplus.training.settings import module_problems
+from lit_loraplus.training.settings import HeadBias, module_problems
 
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -132,6 +135,12 @@ class LoraPlusModule(L.LightningModule):
         search_min_steps: The shortest first rung (optimizer steps for every cell) the search accepts; a budget
             that pays for less is refused. 2 by default; 1 halves the least budget a search needs, for short
             runs (see the ratio guide for what it measured).
+        head_bias: Where a regression head (``num_labels=1``) starts its output bias: ``"model"`` (as the model
+            builds it; 0 for a head transformers adds) or ``"label_mean"``: the mean of the training rows' labels,
+            set at the start of the first ``fit`` of a module that loaded no checkpoint, before any search or
+            step. The first steps (and an ``lr="auto"`` search's short trials) then go into fitting the rows rather
+            than moving a head's output from 0 to the labels' scale. Refused for classification, causal LMs and
+            with ``adapter`` (its head is trained already).
 
     ``"auto"``: before the first optimizer step of ``fit``, every (η_A, λ) cell trains a few steps from
     the run's initial state on the run's own training data at constant rates, is scored on held-out
@@ -192,6 +201,7 @@ class LoraPlusModule(L.LightningModule):
         search_seed: int | None = None,
         search_score_batches: int = 4,
         search_min_steps: int = 2,
+        head_bias: HeadBias = "model",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer"])
@@ -206,6 +216,7 @@ class LoraPlusModule(L.LightningModule):
         self._source = model if isinstance(model, str) else None
         self._rng_to_restore: dict[str, Any] | None = None
         self.search_record: dict[str, Any] | None = None  # what lr/ratio="auto" searched (SearchOutcome.to_dict)
+        self._head_started = False  # head_bias="label_mean" applied, or weights loaded from a checkpoint
         if isinstance(model, nn.Module):
             self.model = self._wrap(model)
 
@@ -256,6 +267,8 @@ class LoraPlusModule(L.LightningModule):
             if h.get("quantization"):
                 base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)  # _wrap enables it
             self.model = self._wrap(base)
+        if self.hparams.get("head_bias") == "label_mean" and not self._head_started and self._fitting():
+            self._start_head_at_label_mean()
         if self.hparams.get("compile") and getattr(self.model, "_compiled_call_impl", None) is None:
             self._compile()
         if not hasattr(self, "_sizes"):  # before any strategy wraps or shards the model (see distributed.py)
@@ -364,6 +377,32 @@ class LoraPlusModule(L.LightningModule):
             )
         return GroupSettings(**{k: self.hparams[k] for k in GroupSettings.field_names() if k in self.hparams})
 
+    def _prior_hint(self) -> str:
+        """Advice for a search that learned only the prior: a regression head left at the model's bias spends the
+        trials' first steps moving its output to the labels' scale."""
+        h = self.hparams
+        if h.task != "sequence_classification" or h.num_labels != 1 or h.get("head_bias") != "model":
+            return ""
+        return (
+            " This regression head started at the model's bias (0 for a new head), so the trials' first steps went "
+            "into reaching the labels' scale: `head_bias: label_mean` starts it at the training labels' mean."
+        )
+
+    def _fitting(self) -> bool:
+        return self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING
+
+    def _start_head_at_label_mean(self) -> None:
+        """``head_bias="label_mean"``: set the regression head's bias to the training labels' mean (every rank
+        reads every row, so all agree). A checkpoint restored later in ``fit`` overwrites it, as it should."""
+        name, bias = regression_head_bias(self.model)
+        mean, rows = training_label_mean(self.trainer)
+        with torch.no_grad():
+            bias.fill_(mean)
+        self._head_started = True
+        rank_zero_info(
+            f"lit-loraplus: head_bias='label_mean': {name} starts at {mean:.4g}, the mean of {rows} training labels"
+        )
+
     @override
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
@@ -377,7 +416,7 @@ class LoraPlusModule(L.LightningModule):
             outcome = search(self, self.trainer, max(1, int(total)))
             self.hparams.update({"lr": outcome.lr, "ratio": outcome.ratio})
             self.search_record = outcome.to_dict()
-            report_search(self.trainer, outcome)
+            report_search(self.trainer, outcome, self._prior_hint())
         configured = configure_loraplus_optimizers(
             self.model,
             self.optimizer,
@@ -424,6 +463,7 @@ class LoraPlusModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ckpt.check_trainable_keys(self, checkpoint["state_dict"])
         ckpt.check_trainable_shapes(self, checkpoint["state_dict"])
+        self._head_started = True  # the head comes from the checkpoint: a later fit must not reset its bias
         self._rng_to_restore = checkpoint.get(ckpt.RNG_KEY)
         # The run's choice for lr/ratio="auto": LightningCLI builds the module from the config ("auto") and does not
         # re-read a checkpoint's hparams, so take the values the run trained with from it (no new search).

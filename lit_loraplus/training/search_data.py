@@ -36,8 +36,13 @@ def _first_loader(loaders: Any) -> Any:
     return loaders
 
 
-def _source_loader(source: Any, what: str) -> DataLoader | None:
-    """The first loader of a Lightning data source (what ``fit`` was given), or None if it defines none."""
+_SEARCH = ("`lr='auto'`/`ratio='auto'` draws its batches", "set `model.lr` and `model.ratio`")
+
+
+def _source_loader(source: Any, what: str, needs: tuple[str, str] = _SEARCH) -> DataLoader | None:
+    """The first loader of a Lightning data source (what ``fit`` was given), or None if it defines none.
+
+    ``needs`` is what reads the loader's dataset and the other way out, for the error."""
     if not source.is_defined():
         return None
     loader = _first_loader(source.dataloader())
@@ -45,11 +50,45 @@ def _source_loader(source: Any, what: str) -> DataLoader | None:
         return None
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
         raise ValueError(
-            f"`lr='auto'`/`ratio='auto'` draws its batches from the {what} loader's dataset by index, but it is "
+            f"{needs[0]} from the {what} loader's dataset by index, but it is "
             f"{type(loader).__name__} over {type(getattr(loader, 'dataset', None)).__name__}: give a DataLoader "
-            "over a map-style dataset (one with __len__ and __getitem__), or set `model.lr` and `model.ratio`."
+            f"over a map-style dataset (one with __len__ and __getitem__), or {needs[1]}."
         )
     return loader
+
+
+def training_label_mean(trainer: L.Trainer) -> tuple[float, int]:
+    """The mean of the training rows' labels, read from the training loader's dataset by index (every row, so
+    every rank gets the same number; no loader is iterated).
+
+    Args:
+        trainer: The fitting trainer.
+
+    Returns:
+        ``(mean, rows)``.
+
+    Raises:
+        ValueError: Without training data, for an iterable dataset, or for a row whose ``labels`` is not one
+            number (a regression target).
+    """
+    needs = ("`head_bias='label_mean'` reads the labels", "set `model.head_bias` to 'model'")
+    train = _source_loader(trainer.fit_loop._data_source, "training", needs)
+    if train is None or not len(train.dataset):
+        raise ValueError(f"{needs[0]} of the training rows, but `fit` was given none: give it training data.")
+    total = 0.0
+    for index in range(len(train.dataset)):
+        row = train.dataset[index]
+        label = row.get("labels") if isinstance(row, Mapping) else None
+        if isinstance(label, torch.Tensor) and label.numel() == 1:
+            label = label.item()
+        if isinstance(label, bool) or not isinstance(label, (int, float)):
+            raise ValueError(
+                f"{needs[0]} of the training rows, but row {index} has `labels`={label!r} (not one number: rows "
+                "must be dicts whose 'labels' is a regression target): fix the data, or "
+                f"{needs[1]}."
+            )
+        total += float(label)
+    return total / len(train.dataset), len(train.dataset)
 
 
 def _batch_size(loader: DataLoader) -> int:

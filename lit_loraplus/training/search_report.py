@@ -69,8 +69,13 @@ def describe(outcome: SearchOutcome) -> list[str]:
     ]
 
 
-def prior_warning(outcome: SearchOutcome) -> str | None:
-    """The warning for a search whose best cell scored no better than a constant prediction (None otherwise)."""
+def prior_warning(outcome: SearchOutcome, hint: str = "") -> str | None:
+    """The warning for a search whose best cell scored no better than a constant prediction (None otherwise).
+
+    Args:
+        outcome: The search's outcome.
+        hint: A sentence appended to the warning (the module's advice for its task), or empty.
+    """
     if not outcome.learned_only_the_prior:
         return None
     settings = ", ".join(f"`{key}`" for key, value in outcome.requested.items() if value == "auto")
@@ -94,7 +99,7 @@ def prior_warning(outcome: SearchOutcome) -> str | None:
         f"lit-loraplus: auto's best cell scored {outcome.best.score:.4f} on its held-out rows, no better than "
         f"predicting their label balance (or mean) for every row ({outcome.constant_score:.4f}): the trials ended "
         f"before the model learned anything beyond the prior, {action}. Give the search longer trials (a larger "
-        f"`search_budget`, or fewer `search_lrs` / `search_ratios`), or set {settings} yourself{keep}."
+        f"`search_budget`, or fewer `search_lrs` / `search_ratios`), or set {settings} yourself{keep}.{hint}"
     )
 
 
@@ -144,19 +149,20 @@ def _folders(trainer: L.Trainer) -> list[Path]:
     return folders
 
 
-def report_search(trainer: L.Trainer, outcome: SearchOutcome) -> list[Path]:
+def report_search(trainer: L.Trainer, outcome: SearchOutcome, prior_hint: str = "") -> list[Path]:
     """Print the search's lines and, on global rank 0, log its summary and write its record.
 
     Args:
         trainer: The fitting trainer.
         outcome: The search's outcome.
+        prior_hint: Appended to the warning of a search that did no better than a constant prediction.
 
     Returns:
         The ``loraplus_search.json`` files written (none off rank 0 or without a logger).
     """
     for line in describe(outcome):
         rank_zero_info(line)
-    for warning in (prior_warning(outcome), edge_warning(outcome)):
+    for warning in (prior_warning(outcome, prior_hint), edge_warning(outcome)):
         if warning:
             rank_zero_warn(warning)
     if not trainer.is_global_zero:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -22,6 +22,8 @@ from lit_loraplus.core.search import AUTO, DEFAULT_LR, SearchSettings
 from lit_loraplus.core.settings import DEFAULT_RATIO, GroupSettings
 
 BIASES = ("none", "all", "lora_only")
+HeadBias = Literal["model", "label_mean"]
+HEAD_BIASES: tuple[str, ...] = get_args(HeadBias)
 
 
 def optimizer_overrides(optimizer: Any) -> dict[str, Any]:
@@ -66,6 +68,33 @@ def compile_problems(compile: bool | dict[str, Any]) -> list[str]:
     return []
 
 
+def head_bias_problems(h: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a ``head_bias`` setting given the task, ``num_labels`` and ``adapter`` (empty if nothing).
+
+    Args:
+        h: The module's init arguments by name (a checkpoint from before the setting has none: ``"model"``).
+
+    Returns:
+        One message per problem, naming the setting, the value and the fix.
+    """
+    value = h.get("head_bias", "model")
+    problems = one_of("head_bias", value, HEAD_BIASES)
+    if value != "label_mean":
+        return problems
+    if h["task"] != "sequence_classification" or h["num_labels"] not in (None, 1):
+        problems.append(
+            f"`head_bias='label_mean'` starts a regression head (one output) at the training labels' mean, but "
+            f"task={h['task']!r}, num_labels={h['num_labels']!r}: set `head_bias` to 'model', or train a regression "
+            "head (task 'sequence_classification', num_labels 1)."
+        )
+    if h["adapter"] is not None:
+        problems.append(
+            f"`head_bias='label_mean'` sets a new head's bias, but `adapter={h['adapter']!r}` loads a trained head: "
+            "drop one of them."
+        )
+    return problems
+
+
 def module_problems(h: Mapping[str, Any], optimizer: Any) -> list[str]:
     """Every problem of a ``LoraPlusModule``'s settings (empty when all are valid).
 
@@ -94,6 +123,7 @@ def module_problems(h: Mapping[str, Any], optimizer: Any) -> list[str]:
     problems += LRSchedule.problems_of(h["lr_schedule"], None, h["warmup_steps"], h["min_lr_ratio"])
     problems += RatioSchedule.problems_of(h["ratio_schedule"], h["initial_ratio"], h["ratio_warmup_steps"])
     problems += quantization_problems(h["quantization"]) + compile_problems(h["compile"])
+    problems += head_bias_problems(h)
     for key, value in optimizer_overrides(optimizer).items():
         problems.append(
             f"`model.optimizer.init_args.{key}={value!r}` would be overridden by the LoRA+ groups: "
