@@ -943,6 +943,30 @@ def test_outcomes_train_the_step_down_cell_of_a_top_edge_choice_on_the_regressio
     assert not (out / "figures" / "selection_stsb-standard.png").exists()
 
 
+def test_the_head_bias_task_is_sts_b_with_its_head_started_at_the_label_mean(
+    tmp_path: Path, tiny_bert_dir: Path, glue_dir: Path
+) -> None:
+    """``stsb-mean`` is the STS-B recipe but for ``head_bias: label_mean``: it trains on STS-B's rows, keeps its
+    records in its own folder (so no outcome of one counts for the other), and its run differs from the STS-B run
+    of the same seed from the first evaluation on; ``label_mean`` is refused on a task without a regression head."""
+    if not (glue_dir / "STS-B" / "train.tsv").exists():
+        pytest.skip(f"STS-B files not found under {glue_dir}")
+    assert replace(RECIPES["stsb"], head_bias="label_mean") == RECIPES["stsb-mean"]
+    assert smoke_recipe("stsb-mean").task == "stsb" and smoke_recipe("stsb-mean").problems() == []
+    assert replace(RECIPES["sst2"], head_bias="label_mean").problems() == [
+        "sst2: head_bias 'label_mean' starts a regression head; only stsb has one."
+    ]
+    out, finals = tmp_path / "out", {}
+    for task in ("stsb", "stsb-mean"):
+        argv = ["--out", str(out), "--smoke", "--tasks", task, "--model", str(tiny_bert_dir), "--glue-dir",
+                str(glue_dir), "--variants", "default", "--seeds", "2", "--phases", "auto"]  # fmt: skip
+        assert main(argv) == 0
+        record = json.loads((out / "runs" / task / "auto" / f"{task}-standard-default-seed1.json").read_text())
+        assert record["recipe"]["task"] == "stsb" and record["recipe"]["head_bias"] == RECIPES[task].head_bias
+        finals[task] = [e["loss"] for e in record["evals"]]
+    assert all(a != b for a, b in zip(finals["stsb"], finals["stsb-mean"], strict=True))
+
+
 def test_the_sts_b_paragraphs_are_the_records() -> None:
     """The evidence page's and the guide's STS-B numbers are those of the committed records: every default-budget
     search fell back (best trials and the mean's scores as quoted), the defaults' dev loss and correlation over the

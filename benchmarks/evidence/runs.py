@@ -200,7 +200,8 @@ def build_run(
     else:
         data = SelectionGlueDataModule(recipe.task, model, data_dir=str(paths.glue_dir), evaluate_on=spec.evaluate_on,
                                        selection_rows=recipe.selection_rows, **loader)  # fmt: skip
-        head = {"num_labels": data.num_labels, "id2label": data.id2label, "head_lr": recipe.head_lr}
+        head = {"num_labels": data.num_labels, "id2label": data.id2label, "head_lr": recipe.head_lr,
+                "head_bias": recipe.head_bias}  # fmt: skip
     module = LoraPlusModule(
         model, metrics=data.metrics, r=8, alpha=recipe.lora_alpha, dropout=0.1,
         target_modules=list(recipe.target_modules), init=spec.init, lr=spec.lr, ratio=spec.ratio,

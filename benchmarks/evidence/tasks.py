@@ -92,6 +92,8 @@ class Recipe:
         adam_eps: AdamW's eps.
         train_rows: Rows of the instruction set's training file (causal only).
         test_rows: Rows of the instruction set's test file, on which seed runs are scored (causal only).
+        head_bias: The module's ``head_bias``: ``model``, or ``label_mean`` to start a regression head at the
+            training labels' mean.
     """
 
     task: str
@@ -119,6 +121,7 @@ class Recipe:
     adam_eps: float = 1e-8
     train_rows: int | None = None
     test_rows: int | None = None
+    head_bias: Literal["model", "label_mean"] = "model"
 
     @property
     def rung_step(self) -> int:
@@ -138,6 +141,8 @@ class Recipe:
             found.append(f"{self.task}: a causal recipe needs train_rows and test_rows (its instruction files).")
         if self.family == "causal" and self.head_lr is not None:
             found.append(f"{self.task}: a causal LM has no classifier head; leave head_lr at None.")
+        if self.head_bias == "label_mean" and self.task != "stsb":
+            found.append(f"{self.task}: head_bias 'label_mean' starts a regression head; only stsb has one.")
         if self.steps % self.rung_step:
             found.append(f"{self.task}: N={self.steps} is not a multiple of the rung step {self.rung_step}.")
         if self.steps % self.curve_points:
@@ -166,6 +171,10 @@ RECIPES = {
     # head_lr = η_A (≤ 4.64e-3 over 400 Adam steps) the head could hardly reach the mean, so it gets CoLA's fast head.
     "stsb": Recipe("stsb", steps=400, batch_size=16, max_length=128, selection_rows=500, target_modules=QV,
                    metric="pearson", learn_threshold=0.7, head_lr=1e-2),
+    # STS-B again with the head started at the training labels' mean (`head_bias: label_mean`): the same runs but
+    # for the head's initial bias, so the two tasks pair seed by seed.
+    "stsb-mean": Recipe("stsb", steps=400, batch_size=16, max_length=128, selection_rows=500, target_modules=QV,
+                        metric="pearson", learn_threshold=0.7, head_lr=1e-2, head_bias="label_mean"),
     # The causal arm: SmolLM2-135M on 2,000 instructions (v1's recipe: batch 4 × 96 tokens, r 8, α 16, the 7 Llama
     # projections, AdamW(0.9, 0.999, 1e-6)), N = 120 steps (≈ 1/4 epoch); 128 rows each to select and to test on.
     # Token accuracy is the share of response tokens predicted right (teacher-forced). Most response tokens are
@@ -189,11 +198,12 @@ def smoke_recipe(task: str) -> Recipe:
     """A few steps of ``task`` on a handful of rows (tests): same code paths, seconds instead of hours."""
     real = RECIPES[task]
     causal = real.family == "causal"
-    return Recipe(task, steps=8, batch_size=4, max_length=32, selection_rows=16, target_modules=real.target_modules,
-                  metric=real.metric, learn_threshold=-1.0, head_lr=real.head_lr, curve_points=4, train_subset=48,
-                  val_subset=16, eval_batch_size=8, family=real.family, lora_alpha=real.lora_alpha,
-                  adam_betas=real.adam_betas, adam_eps=real.adam_eps, train_rows=48 if causal else None,
-                  test_rows=16 if causal else None)  # fmt: skip
+    return Recipe(real.task, steps=8, batch_size=4, max_length=32, selection_rows=16,
+                  target_modules=real.target_modules, metric=real.metric, learn_threshold=-1.0, head_lr=real.head_lr,
+                  curve_points=4, train_subset=48, val_subset=16, eval_batch_size=8, family=real.family,
+                  lora_alpha=real.lora_alpha, adam_betas=real.adam_betas, adam_eps=real.adam_eps,
+                  train_rows=48 if causal else None, test_rows=16 if causal else None,
+                  head_bias=real.head_bias)  # fmt: skip
 
 
 class SelectionGlueDataModule(GlueDataModule):
